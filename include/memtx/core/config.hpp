@@ -1,0 +1,60 @@
+#pragma once
+// Compile-time model architecture (ModelShape) and run-time options.
+#include <cstdint>
+
+#include "memtx/core/error.hpp"
+
+namespace memtx {
+
+// The architecture, fixed at compile time: `TransformerXL<ModelShape{...}, Backend>`.
+struct ModelShape {
+    int n_layer = 0;
+    int d_model = 0;
+    int n_head = 0;
+    int d_head = 0;
+    int d_inner = 0;
+    int vocab = 0;
+    bool pre_lnorm = false;   // reference `pre_lnorm`
+    bool tie_weight = true;   // output weights tied to the embedding
+    bool untie_r = false;     // r_w_bias / r_r_bias per layer instead of shared
+
+    constexpr int d_attn() const { return n_head * d_head; }
+};
+
+// Checks a shape once; shapes are compile-time, so this runs in a constexpr context too.
+constexpr bool valid_shape(const ModelShape& s) {
+    return s.n_layer > 0 && s.d_model > 0 && s.d_model % 2 == 0 && s.n_head > 0 && s.d_head > 0 &&
+           s.d_inner > 0 && s.vocab > 0 && s.n_layer < 0xFFFF;
+}
+
+// Options of the model that are not architecture: seeds and regularisation.
+struct ModelOptions {
+    std::uint64_t seed = 1;
+    float dropout = 0.0f;   // embedding, attention output, FFN, positions, final hidden
+    float dropatt = 0.0f;   // attention probabilities
+    float init_std = 0.02f; // reference init: N(0, init_std), LayerNorm weight N(1, init_std)
+};
+
+// The shape of one segment computation (run time).
+struct SegmentShape {
+    int batch = 0;
+    int tgt_len = 0;
+    int mem_len = 0;        // memory kept after each segment (0: none)
+    int clamp_len = 0;      // > 0: relative distances clamped to this
+    bool same_length = false;
+};
+
+inline void validate(const ModelOptions& o) {
+    require(o.dropout >= 0.0f && o.dropout < 1.0f, "dropout must be in [0, 1), got ", o.dropout);
+    require(o.dropatt >= 0.0f && o.dropatt < 1.0f, "dropatt must be in [0, 1), got ", o.dropatt);
+    require(o.init_std > 0.0f, "init_std must be positive, got ", o.init_std);
+}
+
+inline void validate(const SegmentShape& s) {
+    require(s.batch > 0, "batch must be positive, got ", s.batch);
+    require(s.tgt_len > 0, "tgt_len must be positive, got ", s.tgt_len);
+    require(s.mem_len >= 0, "mem_len must be >= 0, got ", s.mem_len);
+    require(s.clamp_len >= 0, "clamp_len must be >= 0, got ", s.clamp_len);
+}
+
+} // namespace memtx

@@ -1,0 +1,105 @@
+#pragma once
+// Philox-4x32-10 counter-based generator (Salmon et al., SC'11). Every random decision in
+// memtx (dropout masks, skip draws, head permutations, initialisation) is a pure function of
+// (seed, step, layer, purpose, element), so the CPU and CUDA backends draw the same bits and a
+// resumed run continues bit-identically. There is no generator state to save or share.
+#include <cmath>
+#include <cstdint>
+
+#include "memtx/core/hd.hpp"
+
+namespace memtx {
+
+struct Philox4x32 {
+    std::uint32_t v[4];
+};
+
+MEMTX_HD void philox_mulhilo(std::uint32_t a, std::uint32_t b, std::uint32_t& hi, std::uint32_t& lo) {
+    const std::uint64_t p = static_cast<std::uint64_t>(a) * b;
+    hi = static_cast<std::uint32_t>(p >> 32);
+    lo = static_cast<std::uint32_t>(p);
+}
+
+// Ten rounds of Philox4x32 on `counter` under `key`.
+MEMTX_HD Philox4x32 philox4x32_10(Philox4x32 counter, std::uint32_t key0, std::uint32_t key1) {
+    constexpr std::uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;
+    constexpr std::uint32_t kWeyl0 = 0x9E3779B9u, kWeyl1 = 0xBB67AE85u;
+    std::uint32_t c0 = counter.v[0], c1 = counter.v[1], c2 = counter.v[2], c3 = counter.v[3];
+    for (int round = 0; round < 10; ++round) {
+        std::uint32_t hi0, lo0, hi1, lo1;
+        philox_mulhilo(kMul0, c0, hi0, lo0);
+        philox_mulhilo(kMul1, c2, hi1, lo1);
+        const std::uint32_t n0 = hi1 ^ c1 ^ key0;
+        const std::uint32_t n2 = hi0 ^ c3 ^ key1;
+        c0 = n0; c1 = lo1; c2 = n2; c3 = lo0;
+        key0 += kWeyl0;
+        key1 += kWeyl1;
+    }
+    return {{c0, c1, c2, c3}};
+}
+
+// What a random number is for; part of the counter so that streams never overlap.
+enum class RandomPurpose : std::uint32_t {
+    init = 1,
+    dropout_embedding = 2,
+    dropout_position = 3,
+    dropout_attention_prob = 4,
+    dropout_attention_out = 5,
+    dropout_ff_inner = 6,
+    dropout_ff_out = 7,
+    dropout_output = 8,
+    skip_draw = 9,
+    cross_head_draw = 10,
+    cross_head_permutation = 11,
+};
+
+// Layer index used for decisions that belong to no layer (embedding, output, init).
+inline constexpr std::uint32_t kNoLayer = 0xFFFFu;
+
+// A stream of random words for one (seed, step, layer, purpose); `element` indexes into it.
+struct RandomStream {
+    std::uint64_t seed = 0;
+    std::uint64_t step = 0;
+    std::uint32_t layer = kNoLayer;
+    RandomPurpose purpose = RandomPurpose::init;
+
+    // Words 4*block .. 4*block+3 of this stream.
+    MEMTX_HD Philox4x32 block(std::uint64_t block_index) const {
+        const Philox4x32 ctr{{static_cast<std::uint32_t>(block_index),
+                              static_cast<std::uint32_t>(block_index >> 32) ^ (layer << 16) ^
+                                  static_cast<std::uint32_t>(purpose),
+                              static_cast<std::uint32_t>(step), static_cast<std::uint32_t>(step >> 32)}};
+        return philox4x32_10(ctr, static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32));
+    }
+
+    // The 32-bit word number `element` of this stream.
+    MEMTX_HD std::uint32_t word(std::uint64_t element) const { return block(element >> 2).v[element & 3]; }
+
+    MEMTX_HD static float to_uniform(std::uint32_t w) {
+        return static_cast<float>(w >> 8) * (1.0f / 16777216.0f);
+    }
+
+    // Uniform in [0, 1) with 24 random bits (exact in float).
+    MEMTX_HD float uniform(std::uint64_t element) const { return to_uniform(word(element)); }
+
+    // Dropout decision: keep with probability 1 - p.
+    MEMTX_HD bool keep(std::uint64_t element, float p) const { return uniform(element) >= p; }
+
+    // Standard normal from two words (Box-Muller); used for initialisation only.
+    double normal(std::uint64_t element) const {
+        const double u1 = (static_cast<double>(word(2 * element)) + 1.0) * (1.0 / 4294967296.0);
+        const double u2 = static_cast<double>(word(2 * element + 1)) * (1.0 / 4294967296.0);
+        return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+    }
+
+    // Uniform integer in [0, n) by rejection (no modulo bias); consumes words from `element` up.
+    std::uint32_t below(std::uint32_t n, std::uint64_t element) const {
+        const std::uint32_t limit = static_cast<std::uint32_t>((0x100000000ull / n) * n - 1);
+        for (std::uint64_t e = element * 64;; ++e) {
+            const std::uint32_t w = word(e);
+            if (w <= limit) return w % n;
+        }
+    }
+};
+
+} // namespace memtx

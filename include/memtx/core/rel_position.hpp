@@ -1,0 +1,51 @@
+#pragma once
+// Index math of segment-recurrent relative attention, shared by the CPU path and the CUDA
+// kernels. Query i (0..Q-1) of the current segment attends to key j (0..K-1) of [memory;
+// segment], K = M + Q; memory keys are j < M.
+#include "memtx/core/hd.hpp"
+
+namespace memtx {
+
+struct RelAttentionGeometry {
+    int q_len = 0;        // Q
+    int mem_rows = 0;     // M: memory rows this layer attends to
+    int mem_offset = 0;   // (age - 1) * Q: how much further back retained memory sits
+    int clamp_len = 0;    // > 0: distances clamped to this
+    bool same_length = false;
+    int same_length_shift = 0; // s: with same_length, key j is masked for j <= i - s
+    bool causal = true;   // false only for the bidirectional encoder variant
+
+    MEMTX_HD int k_len() const { return mem_rows + q_len; }
+};
+
+// s of the reference's same_length mask `tril(ones, -s)`: every query sees the same number of
+// keys. `mem_len` is the configured memory length, not the current one.
+MEMTX_HD int same_length_shift(int q_len, int k_len, int mem_len) {
+    const int mask_len = k_len - mem_len;
+    return mask_len > 0 ? q_len - mask_len : q_len;
+}
+
+// True when query i may not attend to key j.
+MEMTX_HD bool rel_masked(const RelAttentionGeometry& g, int i, int j) {
+    if (g.causal && j > g.mem_rows + i) return true;
+    if (g.same_length && j <= i - g.same_length_shift) return true;
+    return false;
+}
+
+// Relative distance of key j from query i: M + i - j for segment keys, plus the retained
+// memory's offset for memory keys, clamped to clamp_len. Only called for unmasked pairs.
+MEMTX_HD int rel_distance(const RelAttentionGeometry& g, int i, int j) {
+    int d = g.mem_rows + i - j;
+    if (j < g.mem_rows) d += g.mem_offset;
+    if (g.clamp_len > 0 && d > g.clamp_len) d = g.clamp_len;
+    return d;
+}
+
+// Number of distinct distances 0..n-1 that rows of R must cover for this geometry.
+MEMTX_HD int rel_distance_count(const RelAttentionGeometry& g) {
+    int n = g.mem_rows + g.q_len + (g.mem_rows > 0 ? g.mem_offset : 0);
+    if (g.clamp_len > 0 && n > g.clamp_len + 1) n = g.clamp_len + 1;
+    return n;
+}
+
+} // namespace memtx

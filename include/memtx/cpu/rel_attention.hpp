@@ -1,0 +1,258 @@
+#pragma once
+// Segment-recurrent relative multi-head attention on the CPU (the reference path; the CUDA
+// kernels are checked against it).
+//
+// For batch b and head h with source head s = head_map[h] (cross-head attention; identity when
+// head_map is null):
+//   AC[i,j]  = (q_i + u_h) . k_s,j                   // (Q,K)
+//   BDf[i,d] = (q_i + vb_h) . r_s,d                  // (Q,nd), d = relative distance
+//   S[i,j]   = (AC[i,j] + BDf[i, dist(i,j)]) * scale, masked, softmax over j  -> P
+//   out_h    = dropout(P) v_s                        // (Q,Dh), written to head h's slot
+// BD is gathered by distance (rel_distance), never by the reference's pad-and-reshape shift.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "memtx/core/philox.hpp"
+#include "memtx/core/rel_position.hpp"
+#include "memtx/cpu/eigen.hpp"
+
+namespace memtx::cpu {
+
+template <class T>
+struct RelAttentionParams {
+    int batch = 0, n_head = 0, d_head = 0;
+    RelAttentionGeometry geo;
+    int n_dist = 0;                  // rows of r: distances 0..n_dist-1
+    T scale = 1;                     // 1/sqrt(d_head)
+    const int* head_map = nullptr;   // (H) source head of each head; null: identity
+
+    const T* q = nullptr; int ld_q = 0;    // (B*Q, ld_q): head h at columns h*Dh
+    const T* k = nullptr;                  // (B*K, ld_kv)
+    const T* v = nullptr; int ld_kv = 0;   // (B*K, ld_kv)
+    const T* r = nullptr; int ld_r = 0;    // (n_dist, ld_r)
+    const T* r_w_bias = nullptr;           // (H, Dh) u
+    const T* r_r_bias = nullptr;           // (H, Dh) v_b
+
+    T* probs = nullptr;                    // (B, H, Q, K) softmax before dropout, saved
+    T* out = nullptr; int ld_out = 0;      // (B*Q, ld_out)
+
+    float dropatt = 0.0f;
+    RandomStream dropatt_stream{};
+    std::int64_t batch_offset = 0;         // global index of batch row 0 (for the dropout ids)
+
+    int source(int h) const { return head_map ? head_map[h] : h; }
+};
+
+// Per-thread scratch sizes, in elements, for forward and backward.
+struct RelAttentionScratch {
+    static std::size_t per_thread(int q_len, int k_len, int n_dist, int d_head) {
+        return static_cast<std::size_t>(q_len) * (2 * d_head + n_dist + 2 * k_len);
+    }
+};
+
+namespace detail {
+
+template <class T>
+std::uint64_t prob_element(const RelAttentionParams<T>& p, int b, int h, int i, int j) {
+    const std::uint64_t K = static_cast<std::uint64_t>(p.geo.k_len());
+    return ((static_cast<std::uint64_t>(p.batch_offset + b) * p.n_head + h) * p.geo.q_len + i) * K + j;
+}
+
+// dst = dropout(src) for the probabilities of (b, h).
+template <class T>
+void dropout_probs(T* dst, const T* src, const RelAttentionParams<T>& p, int b, int h) {
+    const int Q = p.geo.q_len, K = p.geo.k_len();
+    const T scale = T(1) / (T(1) - T(p.dropatt));
+    for (int i = 0; i < Q; ++i)
+        for (int j = 0; j < K; ++j) {
+            const auto e = prob_element(p, b, h, i, j);
+            dst[i * K + j] = p.dropatt_stream.keep(e, p.dropatt) ? src[i * K + j] * scale : T(0);
+        }
+}
+
+inline bool is_injective(const int* map, int n) {
+    if (!map) return true;
+    std::vector<char> seen(static_cast<std::size_t>(n), 0);
+    for (int h = 0; h < n; ++h) {
+        if (seen[static_cast<std::size_t>(map[h])]) return false;
+        seen[static_cast<std::size_t>(map[h])] = 1;
+    }
+    return true;
+}
+
+} // namespace detail
+
+// Forward. `scratch` holds omp_get_max_threads() * RelAttentionScratch::per_thread(...) elements.
+template <class T>
+void rel_attention_forward(const RelAttentionParams<T>& p, T* scratch) {
+    const int B = p.batch, H = p.n_head, Dh = p.d_head, Q = p.geo.q_len, K = p.geo.k_len(), ND = p.n_dist;
+    const std::size_t per_thread = RelAttentionScratch::per_thread(Q, K, ND, Dh);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int bh = 0; bh < B * H; ++bh) {
+        const int b = bh / H, h = bh % H, s = p.source(h);
+        T* qu = scratch + static_cast<std::size_t>(omp_get_thread_num()) * per_thread;   // (Q,Dh)
+        T* qv = qu + Q * Dh;                                                              // (Q,Dh)
+        T* bdf = qv + Q * Dh;                                                             // (Q,ND)
+        T* pd = bdf + static_cast<std::size_t>(Q) * ND;                                   // (Q,K)
+        const auto Qh = cmat(p.q + static_cast<std::int64_t>(b) * Q * p.ld_q + h * Dh, Q, Dh, p.ld_q);
+        const auto Ks = cmat(p.k + static_cast<std::int64_t>(b) * K * p.ld_kv + s * Dh, K, Dh, p.ld_kv);
+        const auto Vs = cmat(p.v + static_cast<std::int64_t>(b) * K * p.ld_kv + s * Dh, K, Dh, p.ld_kv);
+        const auto Rs = cmat(p.r + s * Dh, ND, Dh, p.ld_r);
+        mat(qu, Q, Dh).noalias() = Qh.rowwise() + cvec(p.r_w_bias + h * Dh, Dh);
+        mat(qv, Q, Dh).noalias() = Qh.rowwise() + cvec(p.r_r_bias + h * Dh, Dh);
+        T* P = p.probs + static_cast<std::size_t>(bh) * Q * K;                            // (Q,K)
+        mat(P, Q, K).noalias() = mat(qu, Q, Dh) * Ks.transpose();                          // AC
+        mat(bdf, Q, ND).noalias() = mat(qv, Q, Dh) * Rs.transpose();                       // BD by distance
+        for (int i = 0; i < Q; ++i) {
+            T* row = P + static_cast<std::size_t>(i) * K;
+            const T* bd = bdf + static_cast<std::size_t>(i) * ND;
+            T mx = -std::numeric_limits<T>::infinity();
+            for (int j = 0; j < K; ++j) {
+                if (rel_masked(p.geo, i, j)) {
+                    row[j] = -std::numeric_limits<T>::infinity();
+                } else {
+                    row[j] = (row[j] + bd[rel_distance(p.geo, i, j)]) * p.scale;
+                    mx = std::max(mx, row[j]);
+                }
+            }
+            T sum = 0;
+            for (int j = 0; j < K; ++j) {
+                row[j] = std::exp(row[j] - mx);
+                sum += row[j];
+            }
+            const T inv = T(1) / sum;
+            for (int j = 0; j < K; ++j) row[j] *= inv;
+        }
+        const T* used = P;
+        if (p.dropatt > 0.0f) {
+            detail::dropout_probs(pd, P, p, b, h);
+            used = pd;
+        }
+        mat(p.out + static_cast<std::int64_t>(b) * Q * p.ld_out + h * Dh, Q, Dh, p.ld_out).noalias() =
+            cmat(used, Q, K) * Vs;
+    }
+}
+
+template <class T>
+struct RelAttentionGrads {
+    const T* dout = nullptr; int ld_dout = 0;   // (B*Q, ld): gradient of out
+    T* dq = nullptr; int ld_dq = 0;             // written
+    T* dk = nullptr;                            // written (zeroed, then summed over heads)
+    T* dv = nullptr; int ld_dkv = 0;            // written
+    T* dr = nullptr; int ld_dr = 0;             // (n_dist, ld): written
+    T* dr_w_bias = nullptr;                     // (H, Dh) accumulated (+=)
+    T* dr_r_bias = nullptr;                     // (H, Dh) accumulated (+=)
+};
+
+// Backward scratch beyond the per-thread part: the distance-gradient and q+vb of every
+// (h, b) so that dR is one GEMM per head, plus per-(b,h) bias-gradient partials.
+struct RelAttentionBackwardScratch {
+    static std::size_t shared(int batch, int n_head, int q_len, int n_dist, int d_head) {
+        const std::size_t bhq = static_cast<std::size_t>(batch) * n_head * q_len;
+        return bhq * (n_dist + d_head) + 2 * static_cast<std::size_t>(batch) * n_head * d_head;
+    }
+};
+
+// Backward: recomputes q+u, q+vb and dropout(P) from saved P and inputs.
+template <class T>
+void rel_attention_backward(const RelAttentionParams<T>& p, const RelAttentionGrads<T>& g, T* scratch,
+                            T* shared_scratch) {
+    const int B = p.batch, H = p.n_head, Dh = p.d_head, Q = p.geo.q_len, K = p.geo.k_len(), ND = p.n_dist;
+    const std::size_t per_thread = RelAttentionScratch::per_thread(Q, K, ND, Dh);
+    T* dbdf_all = shared_scratch;                                           // (H, B*Q, ND)
+    T* qv_all = dbdf_all + static_cast<std::size_t>(H) * B * Q * ND;        // (H, B*Q, Dh)
+    T* du_part = qv_all + static_cast<std::size_t>(H) * B * Q * Dh;         // (B*H, Dh)
+    T* dvb_part = du_part + static_cast<std::size_t>(B) * H * Dh;           // (B*H, Dh)
+
+    for (int row = 0; row < B * K; ++row) {
+        std::fill_n(g.dk + static_cast<std::int64_t>(row) * g.ld_dkv, H * Dh, T(0));
+        std::fill_n(g.dv + static_cast<std::int64_t>(row) * g.ld_dkv, H * Dh, T(0));
+    }
+    // With an injective head map every (b, h) writes its own dk/dv slice; otherwise heads that
+    // share a source are summed in order inside one batch row's task.
+    const bool injective = detail::is_injective(p.head_map, H);
+    const int tasks = injective ? B * H : B;
+    const int heads_per_task = injective ? 1 : H;
+
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int task = 0; task < tasks; ++task) {
+        T* qu = scratch + static_cast<std::size_t>(omp_get_thread_num()) * per_thread;   // (Q,Dh)
+        T* g2 = qu + Q * Dh;                                                              // (Q,Dh)
+        T* pd = g2 + Q * Dh + static_cast<std::size_t>(Q) * ND;                           // (Q,K)
+        T* dp = pd + static_cast<std::size_t>(Q) * K;                                     // (Q,K)
+        for (int hh = 0; hh < heads_per_task; ++hh) {
+            const int b = injective ? task / H : task;
+            const int h = injective ? task % H : hh;
+            const int s = p.source(h);
+            const int bh = b * H + h;
+            const auto Qh = cmat(p.q + static_cast<std::int64_t>(b) * Q * p.ld_q + h * Dh, Q, Dh, p.ld_q);
+            const auto Ks = cmat(p.k + static_cast<std::int64_t>(b) * K * p.ld_kv + s * Dh, K, Dh, p.ld_kv);
+            const auto Vs = cmat(p.v + static_cast<std::int64_t>(b) * K * p.ld_kv + s * Dh, K, Dh, p.ld_kv);
+            const auto Rs = cmat(p.r + s * Dh, ND, Dh, p.ld_r);
+            const auto dO = cmat(g.dout + static_cast<std::int64_t>(b) * Q * g.ld_dout + h * Dh, Q, Dh, g.ld_dout);
+            auto dKs = mat(g.dk + static_cast<std::int64_t>(b) * K * g.ld_dkv + s * Dh, K, Dh, g.ld_dkv);
+            auto dVs = mat(g.dv + static_cast<std::int64_t>(b) * K * g.ld_dkv + s * Dh, K, Dh, g.ld_dkv);
+            const T* P = p.probs + static_cast<std::size_t>(bh) * Q * K;
+            T* qv = qv_all + (static_cast<std::size_t>(h) * B + b) * Q * Dh;
+            T* dbdf = dbdf_all + (static_cast<std::size_t>(h) * B + b) * Q * ND;
+
+            mat(qu, Q, Dh).noalias() = Qh.rowwise() + cvec(p.r_w_bias + h * Dh, Dh);
+            mat(qv, Q, Dh).noalias() = Qh.rowwise() + cvec(p.r_r_bias + h * Dh, Dh);
+
+            const T* pused = P;
+            if (p.dropatt > 0.0f) {
+                detail::dropout_probs(pd, P, p, b, h);
+                pused = pd;
+            }
+            dVs.noalias() += cmat(pused, Q, K).transpose() * dO;                // (K,Dh)
+            mat(dp, Q, K).noalias() = dO * Vs.transpose();                      // d dropout(P)
+            if (p.dropatt > 0.0f) detail::dropout_probs(dp, dp, p, b, h);       // dP
+            std::fill_n(dbdf, static_cast<std::size_t>(Q) * ND, T(0));
+            for (int i = 0; i < Q; ++i) {
+                const T* pr = P + static_cast<std::size_t>(i) * K;
+                T* dr = dp + static_cast<std::size_t>(i) * K;
+                T dot = 0;
+                for (int j = 0; j < K; ++j) dot += pr[j] * dr[j];
+                T* dbd = dbdf + static_cast<std::size_t>(i) * ND;
+                for (int j = 0; j < K; ++j) {
+                    if (rel_masked(p.geo, i, j)) {
+                        dr[j] = 0;
+                        continue;
+                    }
+                    dr[j] = pr[j] * (dr[j] - dot) * p.scale;   // dAC = dBD = dS * scale
+                    dbd[rel_distance(p.geo, i, j)] += dr[j];    // clamp can map several j to one d
+                }
+            }
+            const auto dAC = cmat(dp, Q, K);
+            auto dQh = mat(g.dq + static_cast<std::int64_t>(b) * Q * g.ld_dq + h * Dh, Q, Dh, g.ld_dq);
+            dKs.noalias() += dAC.transpose() * mat(qu, Q, Dh);                 // (K,Dh)
+            mat(qu, Q, Dh).noalias() = dAC * Ks;                                // reuse: G1 = dAC K
+            mat(g2, Q, Dh).noalias() = cmat(dbdf, Q, ND) * Rs;                  // G2 = dBD R
+            dQh = mat(qu, Q, Dh) + mat(g2, Q, Dh);
+            vec(du_part + static_cast<std::size_t>(bh) * Dh, Dh) = mat(qu, Q, Dh).colwise().sum();
+            vec(dvb_part + static_cast<std::size_t>(bh) * Dh, Dh) = mat(g2, Q, Dh).colwise().sum();
+        }
+    }
+
+    // dR of each source head: one GEMM over all batch rows, heads in order (any head map).
+    for (int d = 0; d < ND; ++d) std::fill_n(g.dr + static_cast<std::int64_t>(d) * g.ld_dr, H * Dh, T(0));
+    for (int h = 0; h < H; ++h) {
+        const int s = p.source(h);
+        mat(g.dr + s * Dh, ND, Dh, g.ld_dr).noalias() +=
+            cmat(dbdf_all + static_cast<std::size_t>(h) * B * Q * ND, B * Q, ND).transpose() *
+            cmat(qv_all + static_cast<std::size_t>(h) * B * Q * Dh, B * Q, Dh);
+    }
+    for (int b = 0; b < B; ++b)
+        for (int h = 0; h < H; ++h)
+            for (int c = 0; c < Dh; ++c) {
+                g.dr_w_bias[h * Dh + c] += du_part[(b * H + h) * Dh + c];
+                g.dr_r_bias[h * Dh + c] += dvb_part[(b * H + h) * Dh + c];
+            }
+}
+
+} // namespace memtx::cpu

@@ -1,0 +1,104 @@
+#pragma once
+// Adam (PyTorch semantics: bias-corrected, eps added after the square root, no weight decay)
+// with global-norm gradient clipping (torch.nn.utils.clip_grad_norm_: scale by
+// max_norm / (norm + 1e-6) when that is below 1). Moments live in one flat buffer each.
+#include <cmath>
+#include <cstddef>
+#include <span>
+#include <vector>
+
+#include "memtx/core/error.hpp"
+
+namespace memtx {
+
+struct AdamOptions {
+    double lr = 2.5e-4;
+    double beta1 = 0.9;
+    double beta2 = 0.999;
+    double eps = 1e-8;
+    double clip = 0.25;   // global gradient norm; <= 0: no clipping
+};
+
+inline void validate(const AdamOptions& o) {
+    require(o.lr >= 0 && std::isfinite(o.lr), "learning rate must be finite and >= 0, got ", o.lr);
+    require(o.beta1 >= 0 && o.beta1 < 1, "beta1 must be in [0, 1), got ", o.beta1);
+    require(o.beta2 >= 0 && o.beta2 < 1, "beta2 must be in [0, 1), got ", o.beta2);
+    require(o.eps > 0, "eps must be positive, got ", o.eps);
+    require(std::isfinite(o.clip), "clip must be finite, got ", o.clip);
+}
+
+// L2 norm of a gradient buffer, accumulated in double.
+template <class T>
+double global_norm(std::span<const T> g) {
+    double sum = 0;
+#pragma omp parallel for reduction(+ : sum) schedule(static)
+    for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(g.size()); ++i)
+        sum += static_cast<double>(g[static_cast<std::size_t>(i)]) * static_cast<double>(g[static_cast<std::size_t>(i)]);
+    return std::sqrt(sum);
+}
+
+// Scales g so its norm is at most max_norm; returns the norm before clipping.
+template <class T>
+double clip_global_norm(std::span<T> g, double max_norm) {
+    const double norm = global_norm(std::span<const T>(g));
+    if (max_norm > 0) {
+        const double coef = max_norm / (norm + 1e-6);
+        if (coef < 1) {
+            const T c = static_cast<T>(coef);
+            for (auto& v : g) v *= c;
+        }
+    }
+    return norm;
+}
+
+template <class T>
+class Adam {
+public:
+    Adam(std::size_t n_params, AdamOptions options) : options_(options), m_(n_params), v_(n_params) {
+        validate(options_);
+    }
+    template <class Model>
+    Adam(const Model& model, AdamOptions options) : Adam(model.parameters().size(), options) {}
+
+    const AdamOptions& options() const { return options_; }
+    void set_lr(double lr) {
+        require(lr >= 0 && std::isfinite(lr), "learning rate must be finite and >= 0, got ", lr);
+        options_.lr = lr;
+    }
+    long long step_count() const { return t_; }
+    void set_step_count(long long t) { t_ = t; }
+    std::span<T> first_moment() { return m_; }
+    std::span<T> second_moment() { return v_; }
+    std::span<const T> first_moment() const { return m_; }
+    std::span<const T> second_moment() const { return v_; }
+
+    // Clips g, then one Adam update of p. Returns the gradient norm before clipping.
+    double step(std::span<T> p, std::span<T> g) {
+        require(p.size() == m_.size() && g.size() == m_.size(), "Adam: ", p.size(), " parameters and ", g.size(),
+                " gradients for an optimizer made for ", m_.size());
+        const double norm = clip_global_norm(g, options_.clip);
+        ++t_;
+        const double b1 = options_.beta1, b2 = options_.beta2;
+        const double bc1 = 1 - std::pow(b1, static_cast<double>(t_));
+        const double bc2 = 1 - std::pow(b2, static_cast<double>(t_));
+        const T step_size = static_cast<T>(options_.lr / bc1);
+        const T inv_sqrt_bc2 = static_cast<T>(1 / std::sqrt(bc2));
+        const T eps = static_cast<T>(options_.eps);
+        const T tb1 = static_cast<T>(b1), tb2 = static_cast<T>(b2);
+#pragma omp parallel for schedule(static)
+        for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(p.size()); ++i) {
+            const auto k = static_cast<std::size_t>(i);
+            m_[k] = tb1 * m_[k] + (T(1) - tb1) * g[k];
+            v_[k] = tb2 * v_[k] + (T(1) - tb2) * g[k] * g[k];
+            p[k] -= step_size * m_[k] / (std::sqrt(v_[k]) * inv_sqrt_bc2 + eps);
+        }
+        return norm;
+    }
+
+private:
+    AdamOptions options_;
+    std::vector<T> m_, v_;
+    long long t_ = 0;
+};
+
+} // namespace memtx
