@@ -1,0 +1,241 @@
+"""Independent PyTorch reference of Transformer-XL (relative partial-learnable attention).
+
+Written from the formulas in DESIGN.md section 1 (the original `mem_transformer.py`,
+`attn_type=0` semantics). Used by tools/make_fixtures.py to dump golden fixtures for the C++
+tests and by tools/bench_pytorch.py as a speed baseline.
+
+Internal layout is batch-major: hidden states are (B, Q, D), memories (B, M, D).
+The state_dict names/shapes match the original implementation (see DESIGN.md section 1).
+"""
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+LN_EPS = 1e-5
+
+
+def rel_shift(x):
+    """The reference's pad-and-reshape trick, on (..., Q, K) scores.
+
+    Input column c holds the score against R row c, i.e. relative position K-1-c.
+    Output [i, j] holds input [i, j + Q-1-i] (relative position M+i-j) for every j <= M+i;
+    entries j > M+i are garbage (they are masked afterwards).
+    """
+    *lead, q, k = x.shape
+    pad = x.new_zeros(*lead, q, 1)
+    xp = torch.cat([pad, x], dim=-1)           # (..., Q, K+1)
+    xp = xp.view(*lead, k + 1, q)              # reinterpret the same memory
+    return xp[..., 1:, :].reshape(*lead, q, k)  # drop first row -> Q*K elements
+
+
+def rel_bd_direct(q_rr, r, mlen):
+    """Direct-index BD for checking: BD[b,h,i,j] = q_rr[b,h,i] . r[h, M+i-j] with r rows
+    ordered by relative position (r_pos[p] = row for position p). Only j <= M+i is valid;
+    other entries are set to 0.
+
+    q_rr: (B,H,Q,Dh), r: (H,K,Dh) indexed by R row (row c = position K-1-c).
+    """
+    B, H, Q, Dh = q_rr.shape
+    K = r.shape[1]
+    out = q_rr.new_zeros(B, H, Q, K)
+    for i in range(Q):
+        for j in range(K):
+            p = mlen + i - j
+            if 0 <= p <= K - 1:
+                row = K - 1 - p
+                out[:, :, i, j] = (q_rr[:, :, i, :] * r[:, row, :]).sum(-1)
+    return out
+
+
+def positional_encoding(klen, d_model, clamp_len, dtype, device=None):
+    """R: (K, D); row c is position pos_seq[c] = K-1-c (clamped)."""
+    pos_seq = torch.arange(klen - 1, -1, -1.0, dtype=dtype, device=device)
+    if clamp_len > 0:
+        pos_seq = pos_seq.clamp(max=clamp_len)
+    inv_freq = 1.0 / (10000.0 ** (torch.arange(0.0, d_model, 2.0, dtype=dtype, device=device) / d_model))
+    ang = pos_seq[:, None] * inv_freq[None, :]
+    return torch.cat([torch.sin(ang), torch.cos(ang)], dim=-1)
+
+
+def attn_mask(qlen, mlen, mem_len, same_length, device=None):
+    """Boolean (Q, K) mask, True = masked."""
+    klen = mlen + qlen
+    ones = torch.ones(qlen, klen, dtype=torch.uint8, device=device)
+    mask = torch.triu(ones, diagonal=1 + mlen)
+    if same_length:
+        mask_len = klen - mem_len
+        shift = qlen - mask_len if mask_len > 0 else qlen
+        mask = mask + torch.tril(ones, diagonal=-shift)
+    return mask > 0
+
+
+class AdaptiveEmbedding(nn.Module):
+    """Only the div_val=1, d_proj=d_embed case: a plain embedding scaled by sqrt(D)."""
+
+    def __init__(self, vocab, d_model):
+        super().__init__()
+        self.emb_layers = nn.ModuleList([nn.Embedding(vocab, d_model)])
+        self.scale = math.sqrt(d_model)
+
+    def forward(self, x):
+        return self.emb_layers[0](x) * self.scale
+
+
+class RelPartialLearnableAttn(nn.Module):
+    def __init__(self, d_model, n_head, d_head, dropout, dropatt, pre_lnorm, untie_r):
+        super().__init__()
+        self.n_head, self.d_head, self.pre_lnorm = n_head, d_head, pre_lnorm
+        self.qkv_net = nn.Linear(d_model, 3 * n_head * d_head, bias=False)
+        self.r_net = nn.Linear(d_model, n_head * d_head, bias=False)
+        self.o_net = nn.Linear(n_head * d_head, d_model, bias=False)
+        self.layer_norm = nn.LayerNorm(d_model, eps=LN_EPS)
+        self.drop = nn.Dropout(dropout)
+        self.dropatt = nn.Dropout(dropatt)
+        self.scale = 1.0 / math.sqrt(d_head)
+        if untie_r:
+            self.r_w_bias = nn.Parameter(torch.zeros(n_head, d_head))
+            self.r_r_bias = nn.Parameter(torch.zeros(n_head, d_head))
+        else:
+            self.r_w_bias = None
+            self.r_r_bias = None
+        self.debug = None  # when a dict, forward stores intermediates into it
+
+    def forward(self, h, r, mem, mask, r_w_bias, r_r_bias):
+        # h: (B,Q,D); r: (K,D); mem: (B,M,D) or None; mask: (Q,K) bool
+        if self.r_w_bias is not None:
+            r_w_bias, r_r_bias = self.r_w_bias, self.r_r_bias
+        B, Q, _ = h.shape
+        c = h if mem is None or mem.shape[1] == 0 else torch.cat([mem, h], dim=1)
+        K = c.shape[1]
+        M = K - Q
+        H, Dh = self.n_head, self.d_head
+        cin = self.layer_norm(c) if self.pre_lnorm else c
+        heads = self.qkv_net(cin)                                # (B,K,3HDh)
+        q, k, v = torch.chunk(heads, 3, dim=-1)
+        q = q[:, M:]                                             # query rows of the segment
+        q = q.view(B, Q, H, Dh).transpose(1, 2)                  # (B,H,Q,Dh)
+        k = k.reshape(B, K, H, Dh).transpose(1, 2)               # (B,H,K,Dh)
+        v = v.reshape(B, K, H, Dh).transpose(1, 2)
+        rk = self.r_net(r).view(K, H, Dh).transpose(0, 1)        # (H,K,Dh)
+
+        q_rw = q + r_w_bias[None, :, None, :]
+        q_rr = q + r_r_bias[None, :, None, :]
+        ac = torch.matmul(q_rw, k.transpose(-1, -2))             # (B,H,Q,K)
+        bd_raw = torch.matmul(q_rr, rk.transpose(-1, -2)[None])  # (B,H,Q,K) col c = pos K-1-c
+        bd = rel_shift(bd_raw)
+        if self.debug is not None:
+            self.debug.update(q_rr=q_rr.detach(), rk=rk.detach(), bd=bd.detach(), M=M)
+
+        score = (ac + bd) * self.scale
+        score = score.masked_fill(mask[None, None], float("-inf"))
+        prob = torch.softmax(score, dim=-1)
+        prob = self.dropatt(prob)
+        a = torch.matmul(prob, v)                                # (B,H,Q,Dh)
+        a = a.transpose(1, 2).reshape(B, Q, H * Dh)
+        o = self.drop(self.o_net(a))
+        if self.pre_lnorm:
+            return h + o
+        return self.layer_norm(h + o)
+
+
+class PositionwiseFF(nn.Module):
+    def __init__(self, d_model, d_inner, dropout, pre_lnorm):
+        super().__init__()
+        self.pre_lnorm = pre_lnorm
+        self.CoreNet = nn.Sequential(
+            nn.Linear(d_model, d_inner), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(d_inner, d_model), nn.Dropout(dropout))
+        self.layer_norm = nn.LayerNorm(d_model, eps=LN_EPS)
+
+    def forward(self, h):
+        if self.pre_lnorm:
+            return h + self.CoreNet(self.layer_norm(h))
+        return self.layer_norm(h + self.CoreNet(h))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, d_model, n_head, d_head, d_inner, dropout, dropatt, pre_lnorm, untie_r):
+        super().__init__()
+        self.dec_attn = RelPartialLearnableAttn(d_model, n_head, d_head, dropout, dropatt,
+                                                pre_lnorm, untie_r)
+        self.pos_ff = PositionwiseFF(d_model, d_inner, dropout, pre_lnorm)
+
+    def forward(self, h, r, mem, mask, r_w_bias, r_r_bias):
+        return self.pos_ff(self.dec_attn(h, r, mem, mask, r_w_bias, r_r_bias))
+
+
+class _OutLinear(nn.Module):
+    """Output projection; with tied weights only the bias is a parameter here."""
+
+    def __init__(self, vocab, d_model, has_weight):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(vocab, d_model)) if has_weight else None
+        self.bias = nn.Parameter(torch.zeros(vocab))
+
+
+class OutputLayer(nn.Module):
+    def __init__(self, vocab, d_model, tie_weight):
+        super().__init__()
+        self.out_layers = nn.ModuleList([_OutLinear(vocab, d_model, not tie_weight)])
+
+
+class TransformerXL(nn.Module):
+    def __init__(self, n_layer, d_model, n_head, d_head, d_inner, vocab, pre_lnorm=False,
+                 untie_r=False, tie_weight=True, dropout=0.0, dropatt=0.0, clamp_len=0,
+                 same_length=False, mem_len=0):
+        super().__init__()
+        self.n_layer, self.d_model, self.n_head, self.d_head = n_layer, d_model, n_head, d_head
+        self.vocab, self.tie_weight, self.untie_r = vocab, tie_weight, untie_r
+        self.clamp_len, self.same_length, self.mem_len = clamp_len, same_length, mem_len
+        self.word_emb = AdaptiveEmbedding(vocab, d_model)
+        if not untie_r:
+            self.r_w_bias = nn.Parameter(torch.zeros(n_head, d_head))
+            self.r_r_bias = nn.Parameter(torch.zeros(n_head, d_head))
+        else:
+            self.r_w_bias = None
+            self.r_r_bias = None
+        self.layers = nn.ModuleList([
+            DecoderLayer(d_model, n_head, d_head, d_inner, dropout, dropatt, pre_lnorm, untie_r)
+            for _ in range(n_layer)])
+        self.crit = OutputLayer(vocab, d_model, tie_weight)
+        self.drop = nn.Dropout(dropout)
+
+    def out_weight(self):
+        if self.tie_weight:
+            return self.word_emb.emb_layers[0].weight
+        return self.crit.out_layers[0].weight
+
+    def init_mems(self, batch, dtype=None, device=None):
+        if self.mem_len <= 0:
+            return None
+        dtype = dtype or self.word_emb.emb_layers[0].weight.dtype
+        return [torch.zeros(batch, 0, self.d_model, dtype=dtype, device=device)
+                for _ in range(self.n_layer)]
+
+    def forward(self, x, target, mems=None):
+        """x, target: (B,Q) int64. Returns (loss, logits (B,Q,V), new_mems)."""
+        B, Q = x.shape
+        M = 0 if mems is None else mems[0].shape[1]
+        K = M + Q
+        dtype = self.word_emb.emb_layers[0].weight.dtype
+        dev = x.device
+        mask = attn_mask(Q, M, self.mem_len, self.same_length, dev)
+        r = positional_encoding(K, self.d_model, self.clamp_len, dtype, dev)
+        h = self.drop(self.word_emb(x))
+        r = self.drop(r)
+        inputs = []
+        for l, layer in enumerate(self.layers):
+            inputs.append(h)
+            h = layer(h, r, None if mems is None else mems[l], mask, self.r_w_bias, self.r_r_bias)
+        h = self.drop(h)
+        logits = F.linear(h, self.out_weight(), self.crit.out_layers[0].bias)
+        loss = F.cross_entropy(logits.reshape(B * Q, -1), target.reshape(B * Q))
+        new_mems = None
+        if mems is not None:
+            with torch.no_grad():
+                new_mems = [torch.cat([mems[l], inputs[l]], dim=1)[:, -self.mem_len:].detach()
+                            for l in range(self.n_layer)]
+        return loss, logits, new_mems
