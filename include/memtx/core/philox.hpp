@@ -79,6 +79,44 @@ struct RandomStream {
         return static_cast<float>(w >> 8) * (1.0f / 16777216.0f);
     }
 
+    // Words of blocks first .. first+n-1 into out[0 .. 4n): the same words as block(), computed
+    // sixteen blocks at a time in lanes the compiler vectorises (dropout's hot loop).
+    void blocks(std::uint64_t first, int n, std::uint32_t* out) const {
+        constexpr int L = 16;
+        constexpr std::uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;
+        const std::uint32_t tag = (layer << 16) ^ static_cast<std::uint32_t>(purpose);
+        for (int base = 0; base < n; base += L) {
+            std::uint32_t c0[L], c1[L], c2[L], c3[L];
+            for (int l = 0; l < L; ++l) {
+                const std::uint64_t b = first + static_cast<std::uint64_t>(base + l);
+                c0[l] = static_cast<std::uint32_t>(b);
+                c1[l] = static_cast<std::uint32_t>(b >> 32) ^ tag;
+                c2[l] = static_cast<std::uint32_t>(step);
+                c3[l] = static_cast<std::uint32_t>(step >> 32);
+            }
+            std::uint32_t k0 = static_cast<std::uint32_t>(seed), k1 = static_cast<std::uint32_t>(seed >> 32);
+            for (int round = 0; round < 10; ++round) {
+                for (int l = 0; l < L; ++l) {
+                    const std::uint64_t p0 = static_cast<std::uint64_t>(kMul0) * c0[l];
+                    const std::uint64_t p1 = static_cast<std::uint64_t>(kMul1) * c2[l];
+                    const std::uint32_t n0 = static_cast<std::uint32_t>(p1 >> 32) ^ c1[l] ^ k0;
+                    const std::uint32_t n2 = static_cast<std::uint32_t>(p0 >> 32) ^ c3[l] ^ k1;
+                    c0[l] = n0;
+                    c1[l] = static_cast<std::uint32_t>(p1);
+                    c2[l] = n2;
+                    c3[l] = static_cast<std::uint32_t>(p0);
+                }
+                k0 += 0x9E3779B9u;
+                k1 += 0xBB67AE85u;
+            }
+            const int m = n - base < L ? n - base : L;
+            for (int l = 0; l < m; ++l) {
+                std::uint32_t* o = out + 4 * static_cast<std::size_t>(base + l);
+                o[0] = c0[l]; o[1] = c1[l]; o[2] = c2[l]; o[3] = c3[l];
+            }
+        }
+    }
+
     // Uniform in [0, 1) with 24 random bits (exact in float).
     MEMTX_HD float uniform(std::uint64_t element) const { return to_uniform(word(element)); }
 

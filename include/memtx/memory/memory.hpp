@@ -16,12 +16,8 @@ public:
     Memory() = default;
     Memory(int n_layer, int batch, int mem_len, int d_model)
         : n_layer_(n_layer), batch_(batch), mem_len_(mem_len), d_model_(d_model),
-          data_(static_cast<std::size_t>(n_layer) * batch * mem_len * d_model),
-          rows_(static_cast<std::size_t>(n_layer), 0), age_(static_cast<std::size_t>(n_layer), 1) {
-        require(n_layer > 0, "memory: n_layer must be positive, got ", n_layer);
-        require(batch > 0, "memory: batch must be positive, got ", batch);
-        require(mem_len >= 0, "memory: mem_len must be >= 0, got ", mem_len);
-    }
+          data_(checked_size(n_layer, batch, mem_len, d_model)),
+          rows_(static_cast<std::size_t>(n_layer), 0), age_(static_cast<std::size_t>(n_layer), 1) {}
 
     int n_layer() const { return n_layer_; }
     int batch() const { return batch_; }
@@ -61,6 +57,13 @@ public:
     const std::vector<T>& raw() const { return data_; }
 
 private:
+    static std::size_t checked_size(int n_layer, int batch, int mem_len, int d_model) {
+        require(n_layer > 0, "memory: n_layer must be positive, got ", n_layer);
+        require(batch > 0, "memory: batch must be positive, got ", batch);
+        require(mem_len >= 0, "memory: mem_len must be >= 0, got ", mem_len);
+        require(d_model > 0, "memory: d_model must be positive, got ", d_model);
+        return static_cast<std::size_t>(n_layer) * batch * mem_len * d_model;
+    }
     std::size_t offset(int l, int b) const {
         return (static_cast<std::size_t>(l) * batch_ + b) * mem_len_ * d_model_;
     }
