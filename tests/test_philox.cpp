@@ -98,6 +98,22 @@ TEST_CASE("relative attention index math", "[rel_position]") {
         CHECK(memtx::rel_distance(g, 2, 0) == 2);
         CHECK(memtx::rel_distance_count(g) == 3);
     }
+    SECTION("the unmasked keys of each query form the interval rel_key_range gives") {
+        for (int mem_len : {2, 4, 9})
+            for (int same : {0, 1})
+                for (int m : {0, 2, 4}) {
+                    memtx::RelAttentionGeometry h;
+                    h.q_len = 5;
+                    h.mem_rows = m;
+                    h.same_length = same != 0;
+                    h.same_length_shift = memtx::same_length_shift(5, m + 5, mem_len);
+                    for (int i = 0; i < h.q_len; ++i) {
+                        const auto r = memtx::rel_key_range(h, i);
+                        for (int j = 0; j < h.k_len(); ++j)
+                            REQUIRE(memtx::rel_masked(h, i, j) == (j < r.first || j > r.last));
+                    }
+                }
+    }
     SECTION("same_length: the reference's tril(ones, -s)") {
         CHECK(memtx::same_length_shift(3, 7, 4) == 0);   // K - mem_len = 3 > 0: s = Q - 3
         CHECK(memtx::same_length_shift(3, 3, 4) == 3);   // K <= mem_len: s = Q

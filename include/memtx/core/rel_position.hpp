@@ -32,6 +32,19 @@ MEMTX_HD bool rel_masked(const RelAttentionGeometry& g, int i, int j) {
     return false;
 }
 
+// The keys query i may attend to form one interval [first, last] (inclusive): the causal bound
+// on the right, same_length's bound on the left. Same answer as rel_masked, key by key.
+struct KeyRange {
+    int first, last;
+};
+MEMTX_HD KeyRange rel_key_range(const RelAttentionGeometry& g, int i) {
+    int last = g.causal ? g.mem_rows + i : g.k_len() - 1;
+    if (last > g.k_len() - 1) last = g.k_len() - 1;
+    int first = g.same_length ? i - g.same_length_shift + 1 : 0;
+    if (first < 0) first = 0;
+    return {first, last};
+}
+
 // Relative distance of key j from query i: M + i - j for segment keys, plus the retained
 // memory's offset for memory keys, clamped to clamp_len. Only called for unmasked pairs.
 MEMTX_HD int rel_distance(const RelAttentionGeometry& g, int i, int j) {

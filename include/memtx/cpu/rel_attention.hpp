@@ -75,6 +75,51 @@ void dropout_probs(T* dst, const T* src, const RelAttentionParams<T>& p, int b, 
         }
 }
 
+// Calls f(j0, j1, base) for the runs of keys [j0, j1) of row i whose distance is base - j:
+// memory keys (shifted by the retained memory's offset), then segment keys.
+template <class F>
+void for_each_distance_run(const RelAttentionGeometry& g, int i, KeyRange r, F&& f) {
+    const int M = g.mem_rows;
+    const int mem_end = std::min(M, r.last + 1);
+    if (r.first < mem_end) f(r.first, mem_end, M + i + g.mem_offset);
+    const int seg_begin = std::max(r.first, M);
+    if (seg_begin <= r.last) f(seg_begin, r.last + 1, M + i);
+}
+
+// First key of a run whose distance base - j no longer exceeds clamp_len.
+inline int unclamped_from(const RelAttentionGeometry& g, int j0, int j1, int base) {
+    return g.clamp_len > 0 ? std::clamp(base - g.clamp_len, j0, j1) : j0;
+}
+
+// row[j] = (row[j] + bd[dist(i, j)]) * scale over the unmasked keys of row i.
+template <class T>
+void add_bd_and_scale(T* row, const T* bd, const RelAttentionGeometry& g, int i, KeyRange r, T scale) {
+    for_each_distance_run(g, i, r, [&](int j0, int j1, int base) {
+        const int jc = unclamped_from(g, j0, j1, base);
+        if (jc > j0) {
+            const T far = bd[g.clamp_len];
+            for (int j = j0; j < jc; ++j) row[j] = (row[j] + far) * scale;
+        }
+        const T* rev = bd + base;   // bd[base - j]
+        for (int j = jc; j < j1; ++j) row[j] = (row[j] + rev[-j]) * scale;
+    });
+}
+
+// dbd[dist(i, j)] += ds[j] over the unmasked keys of row i (clamping folds runs onto one row).
+template <class T>
+void scatter_bd(T* dbd, const T* ds, const RelAttentionGeometry& g, int i, KeyRange r) {
+    for_each_distance_run(g, i, r, [&](int j0, int j1, int base) {
+        const int jc = unclamped_from(g, j0, j1, base);
+        if (jc > j0) {
+            T far = 0;
+            for (int j = j0; j < jc; ++j) far += ds[j];
+            dbd[g.clamp_len] += far;
+        }
+        T* rev = dbd + base;
+        for (int j = jc; j < j1; ++j) rev[-j] += ds[j];
+    });
+}
+
 inline bool is_injective(const int* map, int n) {
     if (!map) return true;
     std::vector<char> seen(static_cast<std::size_t>(n), 0);
@@ -110,23 +155,14 @@ void rel_attention_forward(const RelAttentionParams<T>& p, T* scratch) {
         mat(bdf, Q, ND).noalias() = mat(qv, Q, Dh) * Rs.transpose();                       // BD by distance
         for (int i = 0; i < Q; ++i) {
             T* row = P + static_cast<std::size_t>(i) * K;
-            const T* bd = bdf + static_cast<std::size_t>(i) * ND;
-            T mx = -std::numeric_limits<T>::infinity();
-            for (int j = 0; j < K; ++j) {
-                if (rel_masked(p.geo, i, j)) {
-                    row[j] = -std::numeric_limits<T>::infinity();
-                } else {
-                    row[j] = (row[j] + bd[rel_distance(p.geo, i, j)]) * p.scale;
-                    mx = std::max(mx, row[j]);
-                }
-            }
-            T sum = 0;
-            for (int j = 0; j < K; ++j) {
-                row[j] = std::exp(row[j] - mx);
-                sum += row[j];
-            }
-            const T inv = T(1) / sum;
-            for (int j = 0; j < K; ++j) row[j] *= inv;
+            const KeyRange kr = rel_key_range(p.geo, i);
+            detail::add_bd_and_scale(row, bdf + static_cast<std::size_t>(i) * ND, p.geo, i, kr, p.scale);
+            auto x = vec(row + kr.first, kr.last - kr.first + 1);
+            const T mx = x.maxCoeff();
+            x = (x.array() - mx).exp();
+            x *= T(1) / x.sum();
+            std::fill(row, row + kr.first, T(0));           // masked keys: probability 0
+            std::fill(row + kr.last + 1, row + K, T(0));
         }
         const T* used = P;
         if (p.dropatt > 0.0f) {
@@ -214,19 +250,16 @@ void rel_attention_backward(const RelAttentionParams<T>& p, const RelAttentionGr
             if (p.dropatt > 0.0f) detail::dropout_probs(dp, dp, p, b, h);       // dP
             std::fill_n(dbdf, static_cast<std::size_t>(Q) * ND, T(0));
             for (int i = 0; i < Q; ++i) {
-                const T* pr = P + static_cast<std::size_t>(i) * K;
-                T* dr = dp + static_cast<std::size_t>(i) * K;
-                T dot = 0;
-                for (int j = 0; j < K; ++j) dot += pr[j] * dr[j];
-                T* dbd = dbdf + static_cast<std::size_t>(i) * ND;
-                for (int j = 0; j < K; ++j) {
-                    if (rel_masked(p.geo, i, j)) {
-                        dr[j] = 0;
-                        continue;
-                    }
-                    dr[j] = pr[j] * (dr[j] - dot) * p.scale;   // dAC = dBD = dS * scale
-                    dbd[rel_distance(p.geo, i, j)] += dr[j];    // clamp can map several j to one d
-                }
+                const KeyRange kr = rel_key_range(p.geo, i);
+                const Eigen::Index n = kr.last - kr.first + 1;
+                const auto pr = cvec(P + static_cast<std::size_t>(i) * K + kr.first, n);
+                T* row = dp + static_cast<std::size_t>(i) * K;
+                auto dr = vec(row + kr.first, n);
+                const T dot = pr.dot(dr);
+                dr = (pr.array() * (dr.array() - dot) * p.scale).matrix();   // dAC = dBD = dS * scale
+                std::fill(row, row + kr.first, T(0));
+                std::fill(row + kr.last + 1, row + K, T(0));
+                detail::scatter_bd(dbdf + static_cast<std::size_t>(i) * ND, row, p.geo, i, kr);
             }
             const auto dAC = cmat(dp, Q, K);
             auto dQh = mat(g.dq + static_cast<std::int64_t>(b) * Q * g.ld_dq + h * Dh, Q, Dh, g.ld_dq);

@@ -340,7 +340,7 @@ private:
         T* d_in = dh_b_;
         for (int l = S.n_layer - 1; l >= 0; --l) {
             const auto dims = saved_dims_[static_cast<std::size_t>(l)];
-            nn::decoder_layer_backward(dims, layer_params(l), layer_grads(l), acts_[static_cast<std::size_t>(l)], R_, d_out,
+            nn::decoder_layer_backward(dims, layer_params(l), layer_grads(l), acts_[static_cast<std::size_t>(l)], hid_[l], R_, d_out,
                                        d_in, layer_random(l, opt), head_map(opt, l), scratch_);
             std::swap(d_out, d_in);
         }

@@ -123,9 +123,13 @@ void decoder_layer_forward(const LayerDims& d, const LayerTensors<const T>& w, L
         cpu::layer_norm_forward(a.c_ln, a.c_xhat, a.c_rstd, a.c, w.attn_ln_w, w.attn_ln_b, B * K, D);
         c_att = a.c_ln;
     }
-    for (int b = 0; b < B; ++b)   // q from the segment rows only
-        cpu::linear_forward(a.q + static_cast<std::size_t>(b) * Q * HD,
-                            c_att + (static_cast<std::size_t>(b) * K + M) * D, w.qkv_w, static_cast<const T*>(nullptr), Q, D, HD);
+    if (d.pre_lnorm) {   // q from the normalised segment rows only
+        for (int b = 0; b < B; ++b)
+            cpu::linear_forward(a.q + static_cast<std::size_t>(b) * Q * HD, c_att + (static_cast<std::size_t>(b) * K + M) * D,
+                                w.qkv_w, static_cast<const T*>(nullptr), Q, D, HD);
+    } else {             // post-LN: the segment rows are the input itself, one GEMM
+        cpu::linear_forward(a.q, h, w.qkv_w, static_cast<const T*>(nullptr), N, D, HD);
+    }
     cpu::linear_forward(a.kv, c_att, w.qkv_w + static_cast<std::size_t>(HD) * D, static_cast<const T*>(nullptr), B * K, D, 2 * HD);
     cpu::linear_forward(a.r, R, w.r_w, static_cast<const T*>(nullptr), d.n_dist, D, HD);
 
@@ -155,10 +159,10 @@ void decoder_layer_forward(const LayerDims& d, const LayerTensors<const T>& w, L
 }
 
 // Backward of one layer: dout (B*Q, D) -> dh (B*Q, D) written; parameter grads accumulated.
-// dout and dh may not alias.
+// h is the layer's input as given to forward. dout and dh may not alias.
 template <class T>
 void decoder_layer_backward(const LayerDims& d, const LayerTensors<const T>& w, const LayerTensors<T>& gw,
-                            const LayerActivations<T>& a, const T* R, const T* dout, T* dh,
+                            const LayerActivations<T>& a, const T* h, const T* R, const T* dout, T* dh,
                             const LayerRandom& rnd, const int* head_map, const LayerScratch<T>& s) {
     const int B = d.batch, Q = d.q_len, D = d.d_model, K = d.k_len(), M = d.geo.mem_rows;
     const int HD = d.d_attn(), Di = d.d_inner, N = B * Q;
@@ -228,10 +232,14 @@ void decoder_layer_backward(const LayerDims& d, const LayerTensors<const T>& w, 
                 cpu::cmat(s.d_kv + seg * 2 * HD, Q, 2 * HD) * cpu::cmat(w_kv, 2 * HD, D);
         }
     }
-    for (int b = 0; b < B; ++b) {
-        const std::size_t seg = (static_cast<std::size_t>(b) * K + M) * D;
-        cpu::linear_backward(s.d_c + seg, gw.qkv_w, static_cast<T*>(nullptr), s.d_q + static_cast<std::size_t>(b) * Q * HD,
-                             c_att + seg, w.qkv_w, Q, D, HD, /*accumulate_dx=*/true);
+    if (d.pre_lnorm) {
+        for (int b = 0; b < B; ++b) {
+            const std::size_t seg = (static_cast<std::size_t>(b) * K + M) * D;
+            cpu::linear_backward(s.d_c + seg, gw.qkv_w, static_cast<T*>(nullptr), s.d_q + static_cast<std::size_t>(b) * Q * HD,
+                                 c_att + seg, w.qkv_w, Q, D, HD, /*accumulate_dx=*/true);
+        }
+    } else {   // q = h Wq^T: straight into dh
+        cpu::linear_backward(dh, gw.qkv_w, static_cast<T*>(nullptr), s.d_q, h, w.qkv_w, N, D, HD, /*accumulate_dx=*/true);
     }
     const T* d_c = s.d_c;
     if (d.pre_lnorm) {   // memory rows pass through LN too: its parameters see them
