@@ -120,13 +120,12 @@ void scatter_bd(T* dbd, const T* ds, const RelAttentionGeometry& g, int i, KeyRa
     });
 }
 
+// No two heads read the same source (O(H^2), no allocation: H is small).
 inline bool is_injective(const int* map, int n) {
     if (!map) return true;
-    std::vector<char> seen(static_cast<std::size_t>(n), 0);
-    for (int h = 0; h < n; ++h) {
-        if (seen[static_cast<std::size_t>(map[h])]) return false;
-        seen[static_cast<std::size_t>(map[h])] = 1;
-    }
+    for (int a = 0; a < n; ++a)
+        for (int b = a + 1; b < n; ++b)
+            if (map[a] == map[b]) return false;
     return true;
 }
 
@@ -205,13 +204,14 @@ void rel_attention_backward(const RelAttentionParams<T>& p, const RelAttentionGr
     T* du_part = qv_all + static_cast<std::size_t>(H) * B * Q * Dh;         // (B*H, Dh)
     T* dvb_part = du_part + static_cast<std::size_t>(B) * H * Dh;           // (B*H, Dh)
 
-    for (int row = 0; row < B * K; ++row) {
-        std::fill_n(g.dk + static_cast<std::int64_t>(row) * g.ld_dkv, H * Dh, T(0));
-        std::fill_n(g.dv + static_cast<std::int64_t>(row) * g.ld_dkv, H * Dh, T(0));
-    }
-    // With an injective head map every (b, h) writes its own dk/dv slice; otherwise heads that
-    // share a source are summed in order inside one batch row's task.
+    // With an injective head map (a permutation) every (b, h) writes its own dk/dv slice once;
+    // otherwise heads that share a source are summed in order inside one batch row's task.
     const bool injective = detail::is_injective(p.head_map, H);
+    if (!injective)
+        for (int row = 0; row < B * K; ++row) {
+            std::fill_n(g.dk + static_cast<std::int64_t>(row) * g.ld_dkv, H * Dh, T(0));
+            std::fill_n(g.dv + static_cast<std::int64_t>(row) * g.ld_dkv, H * Dh, T(0));
+        }
     const int tasks = injective ? B * H : B;
     const int heads_per_task = injective ? 1 : H;
 
@@ -245,7 +245,8 @@ void rel_attention_backward(const RelAttentionParams<T>& p, const RelAttentionGr
                 detail::dropout_probs(pd, P, p, b, h);
                 pused = pd;
             }
-            dVs.noalias() += cmat(pused, Q, K).transpose() * dO;                // (K,Dh)
+            if (injective) dVs.noalias() = cmat(pused, Q, K).transpose() * dO;  // (K,Dh)
+            else dVs.noalias() += cmat(pused, Q, K).transpose() * dO;
             mat(dp, Q, K).noalias() = dO * Vs.transpose();                      // d dropout(P)
             if (p.dropatt > 0.0f) detail::dropout_probs(dp, dp, p, b, h);       // dP
             std::fill_n(dbdf, static_cast<std::size_t>(Q) * ND, T(0));
@@ -263,7 +264,8 @@ void rel_attention_backward(const RelAttentionParams<T>& p, const RelAttentionGr
             }
             const auto dAC = cmat(dp, Q, K);
             auto dQh = mat(g.dq + static_cast<std::int64_t>(b) * Q * g.ld_dq + h * Dh, Q, Dh, g.ld_dq);
-            dKs.noalias() += dAC.transpose() * mat(qu, Q, Dh);                 // (K,Dh)
+            if (injective) dKs.noalias() = dAC.transpose() * mat(qu, Q, Dh);   // (K,Dh)
+            else dKs.noalias() += dAC.transpose() * mat(qu, Q, Dh);
             mat(qu, Q, Dh).noalias() = dAC * Ks;                                // reuse: G1 = dAC K
             mat(g2, Q, Dh).noalias() = cmat(dbdf, Q, ND) * Rs;                  // G2 = dBD R
             dQh = mat(qu, Q, Dh) + mat(g2, Q, Dh);

@@ -72,7 +72,12 @@ public:
         validate(o);
         options_ = o;
     }
-    void zero_grad() { std::fill(grads_.begin(), grads_.end(), T(0)); }
+    void zero_grad() {
+        T* g = grads_.data();
+        const auto n = static_cast<std::ptrdiff_t>(grads_.size());
+#pragma omp parallel for schedule(static)
+        for (std::ptrdiff_t i = 0; i < n; ++i) g[i] = T(0);
+    }
 
     // Reference initialisation: weights N(0, std), LayerNorm weight N(1, std), biases 0,
     // r_w_bias/r_r_bias N(0, std); a pure function of the seed.
@@ -108,6 +113,7 @@ public:
         workspace_.assign(counter.used(), T(0));
         Arena<T> arena(workspace_.data());
         bind(arena);
+        nn::sinusoid_table(sinusoids_, nd_capacity_, S.d_model);
     }
 
     // One training segment: forward, backward (gradients accumulate), memory update.
@@ -188,6 +194,7 @@ private:
         hid_.resize(static_cast<std::size_t>(S.n_layer) + 1);
         for (auto& h : hid_) h = arena.take(N * D);
         R_ = arena.take(static_cast<std::size_t>(NDc) * D);
+        sinusoids_ = arena.take(static_cast<std::size_t>(NDc) * D);
         out_in_ = arena.take(N * D);
         probs_ = arena.take(N * V);
         nll_ = arena.take(N);
@@ -296,7 +303,7 @@ private:
         // positional embedding by distance, shared by all layers
         int n_dist = 0;
         for (int l = 0; l < S.n_layer; ++l) n_dist = std::max(n_dist, layer_dims(mem, l, B, Q, opt).n_dist);
-        nn::positional_embedding_forward(R_, n_dist, D, p_drop, stream(RandomPurpose::dropout_position, opt));
+        nn::positional_embedding_forward(R_, sinusoids_, n_dist, D, p_drop, stream(RandomPurpose::dropout_position, opt));
 
         for (int l = 0; l < S.n_layer; ++l) {
             const auto dims = layer_dims(mem, l, B, Q, opt);
@@ -367,6 +374,7 @@ private:
     std::vector<T*> hid_;
     nn::LayerScratch<T> scratch_{};
     T* R_ = nullptr;
+    T* sinusoids_ = nullptr;   // (ND capacity, D) table without dropout
     T* out_in_ = nullptr;
     T* probs_ = nullptr;
     T* nll_ = nullptr;
