@@ -6,9 +6,22 @@
 #include <span>
 #include <vector>
 
+#include <omp.h>
+
 #include <memtx/core/philox.hpp>
+#include <memtx/cpu/gemm.hpp>
 
 namespace gradcheck {
+
+// Packing buffers for the CPU GEMM, one slice per OpenMP thread.
+template <class T>
+struct GemmBuffers {
+    std::vector<T> storage;
+    memtx::cpu::GemmScratch<T> scratch;
+    GemmBuffers() : storage(static_cast<std::size_t>(omp_get_max_threads()) * memtx::cpu::GemmScratch<T>::per_thread()) {
+        scratch = {storage.data(), omp_get_max_threads()};
+    }
+};
 
 // Deterministic test values in [-scale, scale).
 inline std::vector<double> random_values(std::size_t n, std::uint64_t seed, double scale = 1.0) {

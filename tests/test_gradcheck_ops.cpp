@@ -17,23 +17,25 @@ using gradcheck::random_values;
 using gradcheck::relative_error;
 
 TEST_CASE("linear backward matches finite differences", "[gradcheck]") {
+    const gradcheck::GemmBuffers<double> gb;
+    const auto& gs = gb.scratch;
     const int n = 5, in = 4, out = 3;
     auto x = random_values(n * in, 1), w = random_values(out * in, 2), b = random_values(out, 3);
     const auto dy = random_values(n * out, 4);
     std::vector<double> y(n * out);
     auto loss = [&] {
-        memtx::cpu::linear_forward(y.data(), x.data(), w.data(), b.data(), n, in, out);
+        memtx::cpu::linear_forward(gs, y.data(), x.data(), w.data(), b.data(), n, in, out);
         return project(y, dy);
     };
     std::vector<double> dx(n * in), dw(out * in, 0.0), db(out, 0.0);
-    memtx::cpu::linear_backward(dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), n, in, out);
+    memtx::cpu::linear_backward(gs, dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), n, in, out);
     CHECK(relative_error(x, loss, dx) < 1e-6);
     CHECK(relative_error(w, loss, dw) < 1e-6);
     CHECK(relative_error(b, loss, db) < 1e-6);
 
     SECTION("accumulate_dx adds to the existing gradient") {
         std::vector<double> acc(n * in, 1.0);
-        memtx::cpu::linear_backward(acc.data(), static_cast<double*>(nullptr), static_cast<double*>(nullptr), dy.data(),
+        memtx::cpu::linear_backward(gs, acc.data(), static_cast<double*>(nullptr), static_cast<double*>(nullptr), dy.data(),
                                     x.data(), w.data(), n, in, out, true);
         for (int i = 0; i < n * in; ++i) CHECK(acc[i] == Approx(dx[i] + 1.0).epsilon(1e-12));
     }
@@ -102,7 +104,9 @@ void check_attention(const AttentionCase& c) {
     std::vector<double> scratch(threads * memtx::cpu::RelAttentionScratch::per_thread(Q, K, ND, Dh));
     std::vector<double> shared(memtx::cpu::RelAttentionBackwardScratch::shared(B, H, Q, ND, Dh));
 
+    const gradcheck::GemmBuffers<double> gb;
     RelAttentionParams<double> p;
+    p.gemm = gb.scratch;
     p.batch = B; p.n_head = H; p.d_head = Dh; p.geo = geo; p.n_dist = ND;
     p.scale = 1.0 / std::sqrt(double(Dh));
     p.head_map = c.head_map.empty() ? nullptr : c.head_map.data();

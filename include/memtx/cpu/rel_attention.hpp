@@ -20,6 +20,7 @@
 #include "memtx/core/philox.hpp"
 #include "memtx/core/rel_position.hpp"
 #include "memtx/cpu/eigen.hpp"
+#include "memtx/cpu/gemm.hpp"
 
 namespace memtx::cpu {
 
@@ -44,6 +45,8 @@ struct RelAttentionParams {
     float dropatt = 0.0f;
     RandomStream dropatt_stream{};
     std::int64_t batch_offset = 0;         // global index of batch row 0 (for the dropout ids)
+
+    GemmScratch<T> gemm{};                 // packing buffers, one slice per thread
 
     int source(int h) const { return head_map ? head_map[h] : h; }
 };
@@ -144,14 +147,14 @@ void rel_attention_forward(const RelAttentionParams<T>& p, T* scratch) {
         T* bdf = qv + Q * Dh;                                                             // (Q,ND)
         T* pd = bdf + static_cast<std::size_t>(Q) * ND;                                   // (Q,K)
         const auto Qh = cmat(p.q + static_cast<std::int64_t>(b) * Q * p.ld_q + h * Dh, Q, Dh, p.ld_q);
-        const auto Ks = cmat(p.k + static_cast<std::int64_t>(b) * K * p.ld_kv + s * Dh, K, Dh, p.ld_kv);
-        const auto Vs = cmat(p.v + static_cast<std::int64_t>(b) * K * p.ld_kv + s * Dh, K, Dh, p.ld_kv);
-        const auto Rs = cmat(p.r + s * Dh, ND, Dh, p.ld_r);
+        const T* k_s = p.k + static_cast<std::int64_t>(b) * K * p.ld_kv + s * Dh;   // (K,Dh)
+        const T* v_s = p.v + static_cast<std::int64_t>(b) * K * p.ld_kv + s * Dh;   // (K,Dh)
+        const T* r_s = p.r + s * Dh;                                                  // (ND,Dh)
         mat(qu, Q, Dh).noalias() = Qh.rowwise() + cvec(p.r_w_bias + h * Dh, Dh);
         mat(qv, Q, Dh).noalias() = Qh.rowwise() + cvec(p.r_r_bias + h * Dh, Dh);
         T* P = p.probs + static_cast<std::size_t>(bh) * Q * K;                            // (Q,K)
-        mat(P, Q, K).noalias() = mat(qu, Q, Dh) * Ks.transpose();                          // AC
-        mat(bdf, Q, ND).noalias() = mat(qv, Q, Dh) * Rs.transpose();                       // BD by distance
+        gemm(p.gemm, false, true, Q, K, Dh, T(1), qu, Dh, k_s, p.ld_kv, T(0), P, K);        // AC
+        gemm(p.gemm, false, true, Q, ND, Dh, T(1), qv, Dh, r_s, p.ld_r, T(0), bdf, ND);     // BD by distance
         for (int i = 0; i < Q; ++i) {
             T* row = P + static_cast<std::size_t>(i) * K;
             const KeyRange kr = rel_key_range(p.geo, i);
@@ -168,8 +171,8 @@ void rel_attention_forward(const RelAttentionParams<T>& p, T* scratch) {
             detail::dropout_probs(pd, P, p, b, h);
             used = pd;
         }
-        mat(p.out + static_cast<std::int64_t>(b) * Q * p.ld_out + h * Dh, Q, Dh, p.ld_out).noalias() =
-            cmat(used, Q, K) * Vs;
+        gemm(p.gemm, false, false, Q, Dh, K, T(1), used, K, v_s, p.ld_kv, T(0),
+             p.out + static_cast<std::int64_t>(b) * Q * p.ld_out + h * Dh, p.ld_out);
     }
 }
 
@@ -227,12 +230,13 @@ void rel_attention_backward(const RelAttentionParams<T>& p, const RelAttentionGr
             const int s = p.source(h);
             const int bh = b * H + h;
             const auto Qh = cmat(p.q + static_cast<std::int64_t>(b) * Q * p.ld_q + h * Dh, Q, Dh, p.ld_q);
-            const auto Ks = cmat(p.k + static_cast<std::int64_t>(b) * K * p.ld_kv + s * Dh, K, Dh, p.ld_kv);
-            const auto Vs = cmat(p.v + static_cast<std::int64_t>(b) * K * p.ld_kv + s * Dh, K, Dh, p.ld_kv);
-            const auto Rs = cmat(p.r + s * Dh, ND, Dh, p.ld_r);
-            const auto dO = cmat(g.dout + static_cast<std::int64_t>(b) * Q * g.ld_dout + h * Dh, Q, Dh, g.ld_dout);
-            auto dKs = mat(g.dk + static_cast<std::int64_t>(b) * K * g.ld_dkv + s * Dh, K, Dh, g.ld_dkv);
-            auto dVs = mat(g.dv + static_cast<std::int64_t>(b) * K * g.ld_dkv + s * Dh, K, Dh, g.ld_dkv);
+            const T* k_s = p.k + static_cast<std::int64_t>(b) * K * p.ld_kv + s * Dh;       // (K,Dh)
+            const T* v_s = p.v + static_cast<std::int64_t>(b) * K * p.ld_kv + s * Dh;       // (K,Dh)
+            const T* r_s = p.r + s * Dh;                                                      // (ND,Dh)
+            const T* dO = g.dout + static_cast<std::int64_t>(b) * Q * g.ld_dout + h * Dh;    // (Q,Dh)
+            T* dk_s = g.dk + static_cast<std::int64_t>(b) * K * g.ld_dkv + s * Dh;
+            T* dv_s = g.dv + static_cast<std::int64_t>(b) * K * g.ld_dkv + s * Dh;
+            const T beta_kv = injective ? T(0) : T(1);   // a permutation writes each source once
             const T* P = p.probs + static_cast<std::size_t>(bh) * Q * K;
             T* qv = qv_all + (static_cast<std::size_t>(h) * B + b) * Q * Dh;
             T* dbdf = dbdf_all + (static_cast<std::size_t>(h) * B + b) * Q * ND;
@@ -245,9 +249,8 @@ void rel_attention_backward(const RelAttentionParams<T>& p, const RelAttentionGr
                 detail::dropout_probs(pd, P, p, b, h);
                 pused = pd;
             }
-            if (injective) dVs.noalias() = cmat(pused, Q, K).transpose() * dO;  // (K,Dh)
-            else dVs.noalias() += cmat(pused, Q, K).transpose() * dO;
-            mat(dp, Q, K).noalias() = dO * Vs.transpose();                      // d dropout(P)
+            gemm(p.gemm, true, false, K, Dh, Q, T(1), pused, K, dO, g.ld_dout, beta_kv, dv_s, g.ld_dkv);   // dV (K,Dh)
+            gemm(p.gemm, false, true, Q, K, Dh, T(1), dO, g.ld_dout, v_s, p.ld_kv, T(0), dp, K);   // d dropout(P)
             if (p.dropatt > 0.0f) detail::dropout_probs(dp, dp, p, b, h);       // dP
             std::fill_n(dbdf, static_cast<std::size_t>(Q) * ND, T(0));
             for (int i = 0; i < Q; ++i) {
@@ -262,12 +265,10 @@ void rel_attention_backward(const RelAttentionParams<T>& p, const RelAttentionGr
                 std::fill(row + kr.last + 1, row + K, T(0));
                 detail::scatter_bd(dbdf + static_cast<std::size_t>(i) * ND, row, p.geo, i, kr);
             }
-            const auto dAC = cmat(dp, Q, K);
             auto dQh = mat(g.dq + static_cast<std::int64_t>(b) * Q * g.ld_dq + h * Dh, Q, Dh, g.ld_dq);
-            if (injective) dKs.noalias() = dAC.transpose() * mat(qu, Q, Dh);   // (K,Dh)
-            else dKs.noalias() += dAC.transpose() * mat(qu, Q, Dh);
-            mat(qu, Q, Dh).noalias() = dAC * Ks;                                // reuse: G1 = dAC K
-            mat(g2, Q, Dh).noalias() = cmat(dbdf, Q, ND) * Rs;                  // G2 = dBD R
+            gemm(p.gemm, true, false, K, Dh, Q, T(1), dp, K, qu, Dh, beta_kv, dk_s, g.ld_dkv);     // dK (K,Dh)
+            gemm(p.gemm, false, false, Q, Dh, K, T(1), dp, K, k_s, p.ld_kv, T(0), qu, Dh);         // G1 = dAC K
+            gemm(p.gemm, false, false, Q, Dh, ND, T(1), dbdf, ND, r_s, p.ld_r, T(0), g2, Dh);      // G2 = dBD R
             dQh = mat(qu, Q, Dh) + mat(g2, Q, Dh);
             vec(du_part + static_cast<std::size_t>(bh) * Dh, Dh) = mat(qu, Q, Dh).colwise().sum();
             vec(dvb_part + static_cast<std::size_t>(bh) * Dh, Dh) = mat(g2, Q, Dh).colwise().sum();
@@ -278,9 +279,8 @@ void rel_attention_backward(const RelAttentionParams<T>& p, const RelAttentionGr
     for (int d = 0; d < ND; ++d) std::fill_n(g.dr + static_cast<std::int64_t>(d) * g.ld_dr, H * Dh, T(0));
     for (int h = 0; h < H; ++h) {
         const int s = p.source(h);
-        mat(g.dr + s * Dh, ND, Dh, g.ld_dr).noalias() +=
-            cmat(dbdf_all + static_cast<std::size_t>(h) * B * Q * ND, B * Q, ND).transpose() *
-            cmat(qv_all + static_cast<std::size_t>(h) * B * Q * Dh, B * Q, Dh);
+        gemm(p.gemm, true, false, ND, Dh, B * Q, T(1), dbdf_all + static_cast<std::size_t>(h) * B * Q * ND, ND,
+             qv_all + static_cast<std::size_t>(h) * B * Q * Dh, Dh, T(1), g.dr + s * Dh, g.ld_dr);
     }
     for (int b = 0; b < B; ++b)
         for (int h = 0; h < H; ++h)

@@ -16,6 +16,7 @@
 #include "memtx/core/error.hpp"
 #include "memtx/core/philox.hpp"
 #include "memtx/cpu/dropout.hpp"
+#include "memtx/cpu/gemm.hpp"
 #include "memtx/cpu/linear.hpp"
 #include "memtx/cpu/softmax_xent.hpp"
 #include "memtx/memory/memory.hpp"
@@ -212,6 +213,8 @@ private:
         scratch_.attn_thread = arena.take(static_cast<std::size_t>(plan_.threads) *
                                           cpu::RelAttentionScratch::per_thread(Q, Kc, NDc, S.d_head));
         scratch_.attn_shared = arena.take(cpu::RelAttentionBackwardScratch::shared(B, H, Q, NDc, S.d_head));
+        gemm_.threads = plan_.threads;
+        gemm_.buffers = arena.take(static_cast<std::size_t>(plan_.threads) * cpu::GemmScratch<T>::per_thread());
     }
 
     nn::LayerTensors<const T> layer_params(int l) const { return layer_view<const T>(params_.data(), l); }
@@ -310,7 +313,7 @@ private:
             saved_dims_[static_cast<std::size_t>(l)] = dims;
             auto mem_rows = [&mem, l](int b) -> const T* { return mem.data(l, b); };
             nn::decoder_layer_forward(dims, layer_params(l), acts_[static_cast<std::size_t>(l)], hid_[l], mem_rows, R_,
-                                      hid_[l + 1], layer_random(l, opt), head_map(opt, l), scratch_.attn_thread);
+                                      hid_[l + 1], layer_random(l, opt), head_map(opt, l), scratch_.attn_thread, gemm_);
         }
         for (int l = 0; l < S.n_layer; ++l)
             if (mem.mem_len() > 0) mem.write(l, acts_[static_cast<std::size_t>(l)].c, mem.rows(l) + Q);
@@ -319,7 +322,7 @@ private:
         std::copy_n(hid_[S.n_layer], static_cast<std::size_t>(N) * D, out_in_);
         nn::detail::dropout_rows(out_in_, N, D, stream(RandomPurpose::dropout_output, opt), row0, p_drop);
         T* z = logits_out ? logits_out : probs_;
-        cpu::linear_forward(z, out_in_, params_.data() + layout_.out_w, params_.data() + layout_.out_b, N, D, V);
+        cpu::linear_forward(gemm_, z, out_in_, params_.data() + layout_.out_w, params_.data() + layout_.out_b, N, D, V);
         if (logits_out) return {};
         SegmentLoss loss;
         loss.sum = cpu::softmax_xent_forward(probs_, nll_, y.data(), N, V);
@@ -340,7 +343,7 @@ private:
         const T* p = params_.data();
 
         cpu::softmax_xent_backward(probs_, y.data(), N, V, T(1) / T(N));
-        cpu::linear_backward(dh_a_, g + layout_.out_w, g + layout_.out_b, probs_, out_in_, p + layout_.out_w, N, D, V);
+        cpu::linear_backward(gemm_, dh_a_, g + layout_.out_w, g + layout_.out_b, probs_, out_in_, p + layout_.out_w, N, D, V);
         nn::detail::dropout_rows(dh_a_, N, D, stream(RandomPurpose::dropout_output, opt), row0, p_drop);
 
         T* d_out = dh_a_;
@@ -348,7 +351,7 @@ private:
         for (int l = S.n_layer - 1; l >= 0; --l) {
             const auto dims = saved_dims_[static_cast<std::size_t>(l)];
             nn::decoder_layer_backward(dims, layer_params(l), layer_grads(l), acts_[static_cast<std::size_t>(l)], hid_[l], R_, d_out,
-                                       d_in, layer_random(l, opt), head_map(opt, l), scratch_);
+                                       d_in, layer_random(l, opt), head_map(opt, l), scratch_, gemm_);
             std::swap(d_out, d_in);
         }
         // embedding: d emb[x] += dropout'(dh0) * sqrt(D)
@@ -373,6 +376,7 @@ private:
     std::vector<nn::LayerDims> saved_dims_;   // per layer: the geometry forward used
     std::vector<T*> hid_;
     nn::LayerScratch<T> scratch_{};
+    cpu::GemmScratch<T> gemm_{};   // packing buffers of every matrix product
     T* R_ = nullptr;
     T* sinusoids_ = nullptr;   // (ND capacity, D) table without dropout
     T* out_in_ = nullptr;

@@ -10,6 +10,7 @@
 #include "memtx/core/philox.hpp"
 #include "memtx/core/rel_position.hpp"
 #include "memtx/cpu/dropout.hpp"
+#include "memtx/cpu/gemm.hpp"
 #include "memtx/cpu/layer_norm.hpp"
 #include "memtx/cpu/linear.hpp"
 #include "memtx/cpu/rel_attention.hpp"
@@ -86,8 +87,9 @@ void dropout_rows(T* x, int rows, int cols, const RandomStream& rs, std::int64_t
 template <class T>
 cpu::RelAttentionParams<T> attention_params(const LayerDims& d, const LayerTensors<const T>& w,
                                             const LayerActivations<T>& a, const LayerRandom& rnd,
-                                            const int* head_map) {
+                                            const int* head_map, const cpu::GemmScratch<T>& gs) {
     cpu::RelAttentionParams<T> p;
+    p.gemm = gs;
     p.batch = d.batch; p.n_head = d.n_head; p.d_head = d.d_head;
     p.geo = d.geo; p.n_dist = d.n_dist;
     p.scale = T(1) / std::sqrt(T(d.d_head));
@@ -108,7 +110,7 @@ cpu::RelAttentionParams<T> attention_params(const LayerDims& d, const LayerTenso
 template <class T, class MemRows>
 void decoder_layer_forward(const LayerDims& d, const LayerTensors<const T>& w, LayerActivations<T>& a,
                            const T* h, MemRows mem, const T* R, T* out, const LayerRandom& rnd,
-                           const int* head_map, T* attn_scratch) {
+                           const int* head_map, T* attn_scratch, const cpu::GemmScratch<T>& gs) {
     const int B = d.batch, Q = d.q_len, D = d.d_model, K = d.k_len(), M = d.geo.mem_rows;
     const int HD = d.d_attn(), Di = d.d_inner, N = B * Q;
     const std::int64_t row0 = rnd.batch_offset * Q;
@@ -125,19 +127,19 @@ void decoder_layer_forward(const LayerDims& d, const LayerTensors<const T>& w, L
     }
     if (d.pre_lnorm) {   // q from the normalised segment rows only
         for (int b = 0; b < B; ++b)
-            cpu::linear_forward(a.q + static_cast<std::size_t>(b) * Q * HD, c_att + (static_cast<std::size_t>(b) * K + M) * D,
+            cpu::linear_forward(gs, a.q + static_cast<std::size_t>(b) * Q * HD, c_att + (static_cast<std::size_t>(b) * K + M) * D,
                                 w.qkv_w, static_cast<const T*>(nullptr), Q, D, HD);
     } else {             // post-LN: the segment rows are the input itself, one GEMM
-        cpu::linear_forward(a.q, h, w.qkv_w, static_cast<const T*>(nullptr), N, D, HD);
+        cpu::linear_forward(gs, a.q, h, w.qkv_w, static_cast<const T*>(nullptr), N, D, HD);
     }
-    cpu::linear_forward(a.kv, c_att, w.qkv_w + static_cast<std::size_t>(HD) * D, static_cast<const T*>(nullptr), B * K, D, 2 * HD);
-    cpu::linear_forward(a.r, R, w.r_w, static_cast<const T*>(nullptr), d.n_dist, D, HD);
+    cpu::linear_forward(gs, a.kv, c_att, w.qkv_w + static_cast<std::size_t>(HD) * D, static_cast<const T*>(nullptr), B * K, D, 2 * HD);
+    cpu::linear_forward(gs, a.r, R, w.r_w, static_cast<const T*>(nullptr), d.n_dist, D, HD);
 
-    cpu::rel_attention_forward(detail::attention_params(d, w, a, rnd, head_map), attn_scratch);
+    cpu::rel_attention_forward(detail::attention_params(d, w, a, rnd, head_map, gs), attn_scratch);
 
     // o = attn_vec Wo^T, dropout, residual (+ LN1 when post-LN)
     T* res = d.pre_lnorm ? a.mid : out;   // out doubles as scratch in post-LN
-    cpu::linear_forward(res, a.attn_vec, w.o_w, static_cast<const T*>(nullptr), N, HD, D);
+    cpu::linear_forward(gs, res, a.attn_vec, w.o_w, static_cast<const T*>(nullptr), N, HD, D);
     detail::dropout_rows(res, N, D, rnd.attn_out, row0, rnd.dropout);
     cpu::vec(res, static_cast<Eigen::Index>(N) * D) += cpu::cvec(h, static_cast<Eigen::Index>(N) * D);
     if (d.pre_lnorm) {
@@ -147,11 +149,11 @@ void decoder_layer_forward(const LayerDims& d, const LayerTensors<const T>& w, L
     }
 
     // FFN: f1 = dropout(relu(ff_in W1^T + b1)); y = dropout(f1 W2^T + b2); residual (+ LN2)
-    cpu::linear_forward(a.f1, a.ff_in, w.ff1_w, w.ff1_b, N, D, Di);
+    cpu::linear_forward(gs, a.f1, a.ff_in, w.ff1_w, w.ff1_b, N, D, Di);
     cpu::vec(a.f1, static_cast<Eigen::Index>(N) * Di) = cpu::vec(a.f1, static_cast<Eigen::Index>(N) * Di).cwiseMax(T(0));
     detail::dropout_rows(a.f1, N, Di, rnd.ff_inner, row0, rnd.dropout);
     T* res2 = d.pre_lnorm ? out : a.out_xhat;   // post-LN: the xhat buffer is the pre-norm sum first
-    cpu::linear_forward(res2, a.f1, w.ff2_w, w.ff2_b, N, Di, D);
+    cpu::linear_forward(gs, res2, a.f1, w.ff2_w, w.ff2_b, N, Di, D);
     detail::dropout_rows(res2, N, D, rnd.ff_out, row0, rnd.dropout);
     cpu::vec(res2, static_cast<Eigen::Index>(N) * D) += cpu::cvec(a.mid, static_cast<Eigen::Index>(N) * D);
     if (!d.pre_lnorm)   // in place: xhat overwrites the sum it normalises
@@ -163,7 +165,8 @@ void decoder_layer_forward(const LayerDims& d, const LayerTensors<const T>& w, L
 template <class T>
 void decoder_layer_backward(const LayerDims& d, const LayerTensors<const T>& w, const LayerTensors<T>& gw,
                             const LayerActivations<T>& a, const T* h, const T* R, const T* dout, T* dh,
-                            const LayerRandom& rnd, const int* head_map, const LayerScratch<T>& s) {
+                            const LayerRandom& rnd, const int* head_map, const LayerScratch<T>& s,
+                            const cpu::GemmScratch<T>& gs) {
     const int B = d.batch, Q = d.q_len, D = d.d_model, K = d.k_len(), M = d.geo.mem_rows;
     const int HD = d.d_attn(), Di = d.d_inner, N = B * Q;
     const std::int64_t row0 = rnd.batch_offset * Q;
@@ -180,7 +183,7 @@ void decoder_layer_backward(const LayerDims& d, const LayerTensors<const T>& w, 
     T* d_y = dh;                            // dh is free until the end: use as scratch
     std::copy_n(d_res2, n_d, d_y);
     detail::dropout_rows(d_y, N, D, rnd.ff_out, row0, rnd.dropout);
-    cpu::linear_backward(s.d_f1, gw.ff2_w, gw.ff2_b, d_y, a.f1, w.ff2_w, N, Di, D);
+    cpu::linear_backward(gs, s.d_f1, gw.ff2_w, gw.ff2_b, d_y, a.f1, w.ff2_w, N, Di, D);
     // relu and inner dropout: f1 > 0 exactly where the unit was active and kept
     {
         const T keep_scale = rnd.dropout > 0.0f ? T(1) / (T(1) - T(rnd.dropout)) : T(1);
@@ -189,11 +192,11 @@ void decoder_layer_backward(const LayerDims& d, const LayerTensors<const T>& w, 
         df = (f.array() > T(0)).select(df.array() * keep_scale, T(0));
     }
     if (d.pre_lnorm) {
-        cpu::linear_backward(s.d_tmp, gw.ff1_w, gw.ff1_b, s.d_f1, a.ff_in, w.ff1_w, N, D, Di);
+        cpu::linear_backward(gs, s.d_tmp, gw.ff1_w, gw.ff1_b, s.d_f1, a.ff_in, w.ff1_w, N, D, Di);
         cpu::layer_norm_backward(s.d_mid, gw.ff_ln_w, gw.ff_ln_b, s.d_tmp, a.mid_xhat, a.mid_rstd, w.ff_ln_w, N, D,
                                  /*accumulate_dx=*/true);
     } else {
-        cpu::linear_backward(s.d_mid, gw.ff1_w, gw.ff1_b, s.d_f1, a.ff_in, w.ff1_w, N, D, Di,
+        cpu::linear_backward(gs, s.d_mid, gw.ff1_w, gw.ff1_b, s.d_f1, a.ff_in, w.ff1_w, N, D, Di,
                              /*accumulate_dx=*/true);
     }
 
@@ -207,7 +210,7 @@ void decoder_layer_backward(const LayerDims& d, const LayerTensors<const T>& w, 
     T* d_o = d.pre_lnorm ? s.d_tmp : s.d_mid;   // whichever buffer d_res1 is not
     std::copy_n(d_res1, n_d, d_o);
     detail::dropout_rows(d_o, N, D, rnd.attn_out, row0, rnd.dropout);
-    cpu::linear_backward(s.d_attn, gw.o_w, static_cast<T*>(nullptr), d_o, a.attn_vec, w.o_w, N, HD, D);
+    cpu::linear_backward(gs, s.d_attn, gw.o_w, static_cast<T*>(nullptr), d_o, a.attn_vec, w.o_w, N, HD, D);
 
     cpu::RelAttentionGrads<T> g;
     g.dout = s.d_attn; g.ld_dout = HD;
@@ -215,31 +218,30 @@ void decoder_layer_backward(const LayerDims& d, const LayerTensors<const T>& w, 
     g.dk = s.d_kv; g.dv = s.d_kv + HD; g.ld_dkv = 2 * HD;
     g.dr = s.d_r; g.ld_dr = HD;
     g.dr_w_bias = gw.r_w_bias; g.dr_r_bias = gw.r_r_bias;
-    cpu::rel_attention_backward(detail::attention_params(d, w, a, rnd, head_map), g, s.attn_thread, s.attn_shared);
+    cpu::rel_attention_backward(detail::attention_params(d, w, a, rnd, head_map, gs), g, s.attn_thread, s.attn_shared);
 
     // projections: r (no gradient to R), k|v over all rows, q over segment rows
-    cpu::linear_backward(static_cast<T*>(nullptr), gw.r_w, static_cast<T*>(nullptr), s.d_r, R, w.r_w, d.n_dist, D, HD);
+    cpu::linear_backward(gs, static_cast<T*>(nullptr), gw.r_w, static_cast<T*>(nullptr), s.d_r, R, w.r_w, d.n_dist, D, HD);
     const T* c_att = d.pre_lnorm ? a.c_ln : a.c;
     const T* w_kv = w.qkv_w + static_cast<std::size_t>(HD) * D;
     T* gw_kv = gw.qkv_w + static_cast<std::size_t>(HD) * D;
-    cpu::linear_backward(static_cast<T*>(nullptr), gw_kv, static_cast<T*>(nullptr), s.d_kv, c_att, w_kv, B * K, D, 2 * HD);
+    cpu::linear_backward(gs, static_cast<T*>(nullptr), gw_kv, static_cast<T*>(nullptr), s.d_kv, c_att, w_kv, B * K, D, 2 * HD);
     if (d.pre_lnorm) {   // LN's parameters see the memory rows, so their gradient is needed
-        cpu::mat(s.d_c, B * K, D).noalias() = cpu::cmat(s.d_kv, B * K, 2 * HD) * cpu::cmat(w_kv, 2 * HD, D);
+        cpu::gemm(gs, false, false, B * K, D, 2 * HD, T(1), s.d_kv, 2 * HD, w_kv, D, T(0), s.d_c, D);
     } else {             // post-LN: memory rows are detached inputs, skip their gradient
         for (int b = 0; b < B; ++b) {
             const std::size_t seg = static_cast<std::size_t>(b) * K + M;
-            cpu::mat(s.d_c + seg * D, Q, D).noalias() =
-                cpu::cmat(s.d_kv + seg * 2 * HD, Q, 2 * HD) * cpu::cmat(w_kv, 2 * HD, D);
+            cpu::gemm(gs, false, false, Q, D, 2 * HD, T(1), s.d_kv + seg * 2 * HD, 2 * HD, w_kv, D, T(0), s.d_c + seg * D, D);
         }
     }
     if (d.pre_lnorm) {
         for (int b = 0; b < B; ++b) {
             const std::size_t seg = (static_cast<std::size_t>(b) * K + M) * D;
-            cpu::linear_backward(s.d_c + seg, gw.qkv_w, static_cast<T*>(nullptr), s.d_q + static_cast<std::size_t>(b) * Q * HD,
+            cpu::linear_backward(gs, s.d_c + seg, gw.qkv_w, static_cast<T*>(nullptr), s.d_q + static_cast<std::size_t>(b) * Q * HD,
                                  c_att + seg, w.qkv_w, Q, D, HD, /*accumulate_dx=*/true);
         }
     } else {   // q = h Wq^T: straight into dh
-        cpu::linear_backward(dh, gw.qkv_w, static_cast<T*>(nullptr), s.d_q, h, w.qkv_w, N, D, HD, /*accumulate_dx=*/true);
+        cpu::linear_backward(gs, dh, gw.qkv_w, static_cast<T*>(nullptr), s.d_q, h, w.qkv_w, N, D, HD, /*accumulate_dx=*/true);
     }
     const T* d_c = s.d_c;
     if (d.pre_lnorm) {   // memory rows pass through LN too: its parameters see them
