@@ -33,6 +33,7 @@ struct StepOptions {
     int clamp_len = 0;             // > 0: relative distances clamped
     bool same_length = false;      // every query sees mem_len keys
     std::int64_t batch_offset = 0; // global index of this call's first batch row (batch chunks)
+    double loss_scale = 1.0;       // gradient of loss_scale * mean loss (1/chunks for batch chunks)
     const int* const* head_maps = nullptr; // per layer: null or (n_head) source heads
 };
 
@@ -342,7 +343,7 @@ private:
         T* g = grads_.data();
         const T* p = params_.data();
 
-        cpu::softmax_xent_backward(probs_, y.data(), N, V, T(1) / T(N));
+        cpu::softmax_xent_backward(probs_, y.data(), N, V, static_cast<T>(opt.loss_scale / N));
         cpu::linear_backward(gemm_, dh_a_, g + layout_.out_w, g + layout_.out_b, probs_, out_in_, p + layout_.out_w, N, D, V);
         nn::detail::dropout_rows(dh_a_, N, D, stream(RandomPurpose::dropout_output, opt), row0, p_drop);
 

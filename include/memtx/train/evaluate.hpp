@@ -1,0 +1,79 @@
+#pragma once
+// Evaluation of a whole split: ordered segments with their own tgt_len / mem_len / clamp_len /
+// same_length, memory carried across segments from an empty start, dropout off. The loss is
+// the mean over every predicted token (segments weighted by their length).
+#include <cmath>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "memtx/data/segment_iterator.hpp"
+#include "memtx/memory/memory.hpp"
+#include "memtx/model/transformer_xl.hpp"
+
+namespace memtx {
+
+struct EvalOptions {
+    int batch = 10;
+    int tgt_len = 128;
+    int mem_len = 128;
+    int clamp_len = 0;
+    bool same_length = false;
+    std::int64_t max_segments = -1;   // > 0: stop after this many segments (quick checks)
+};
+
+struct EvalResult {
+    double loss = 0;          // nats per token
+    std::int64_t tokens = 0;
+    double bpc() const { return loss / std::log(2.0); }
+    double perplexity() const { return std::exp(loss); }
+};
+
+inline void validate(const EvalOptions& o) {
+    require(o.batch > 0, "eval batch must be positive, got ", o.batch);
+    require(o.tgt_len > 0, "eval tgt_len must be positive, got ", o.tgt_len);
+    require(o.mem_len >= 0, "eval mem_len must be >= 0, got ", o.mem_len);
+    require(o.clamp_len >= 0, "eval clamp_len must be >= 0, got ", o.clamp_len);
+}
+
+// Owns the evaluation memory and segment buffers, made once and reused.
+template <class Model>
+class Evaluator {
+public:
+    using T = typename Model::Scalar;
+    Evaluator(Model& model, EvalOptions options)
+        : model_(model), options_(options), mem_((validate(options), model.make_memory(options.batch, options.mem_len))),
+          x_(static_cast<std::size_t>(options.batch) * options.tgt_len), y_(x_.size()) {
+        model_.reserve(options.batch, options.tgt_len, options.mem_len);
+    }
+
+    EvalResult run(std::span<const std::int32_t> tokens, const char* split = "evaluation") {
+        const SegmentIterator it(tokens, options_.batch, options_.tgt_len, split);
+        mem_.reset();
+        StepOptions step;
+        step.training = false;
+        step.clamp_len = options_.clamp_len;
+        step.same_length = options_.same_length;
+        double sum = 0;
+        std::int64_t count = 0;
+        std::int64_t n = it.n_segments();
+        if (options_.max_segments > 0) n = std::min(n, options_.max_segments);
+        for (std::int64_t s = 0; s < n; ++s) {
+            const std::size_t len = static_cast<std::size_t>(options_.batch) * it.segment_len(s);
+            it.fill(s, std::span(x_).first(len), std::span(y_).first(len));
+            const SegmentLoss l = model_.evaluate(std::span<const std::int32_t>(x_.data(), len),
+                                                  std::span<const std::int32_t>(y_.data(), len), mem_, step);
+            sum += l.sum;
+            count += l.tokens;
+        }
+        return {count > 0 ? sum / static_cast<double>(count) : 0.0, count};
+    }
+
+private:
+    Model& model_;
+    EvalOptions options_;
+    Memory<T> mem_;
+    std::vector<std::int32_t> x_, y_;
+};
+
+} // namespace memtx
