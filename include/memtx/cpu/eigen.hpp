@@ -29,4 +29,25 @@ VectorMap<T> vec(T* p, Eigen::Index n) { return VectorMap<T>(p, n); }
 template <class T>
 ConstVectorMap<T> cvec(const T* p, Eigen::Index n) { return ConstVectorMap<T>(p, n); }
 
+// out[c] += sum over rows r of x[r*ld + c], rows in order: the same bits whatever the
+// pointers' alignment (Eigen's colwise().sum() peels by alignment).
+template <class T>
+void add_column_sums(T* out, const T* x, Eigen::Index rows, Eigen::Index cols, Eigen::Index ld = -1) {
+    ld = ld < 0 ? cols : ld;
+    for (Eigen::Index r = 0; r < rows; ++r) {
+        const T* row = x + r * ld;
+        for (Eigen::Index c = 0; c < cols; ++c) out[c] += row[c];
+    }
+}
+
+// out[c] += sum over rows of x[r,c] * y[r,c] (rows in order).
+template <class T>
+void add_column_dot(T* out, const T* x, const T* y, Eigen::Index rows, Eigen::Index cols) {
+    for (Eigen::Index r = 0; r < rows; ++r) {
+        const T* a = x + r * cols;
+        const T* b = y + r * cols;
+        for (Eigen::Index c = 0; c < cols; ++c) out[c] += a[c] * b[c];
+    }
+}
+
 } // namespace memtx::cpu

@@ -36,8 +36,8 @@ void layer_norm_forward(T* y, T* xhat, T* rstd, const T* x, const T* w, const T*
 template <class T>
 void layer_norm_backward(T* dx, T* dw, T* db, const T* dy, const T* xhat, const T* rstd, const T* w,
                          int n, int d, bool accumulate_dx = false) {
-    cpu::vec(dw, d) += (cmat(dy, n, d).array() * cmat(xhat, n, d).array()).matrix().colwise().sum();
-    cpu::vec(db, d) += cmat(dy, n, d).colwise().sum();
+    add_column_dot(dw, dy, xhat, n, d);
+    add_column_sums(db, dy, n, d);
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < n; ++r) {
         const T* dyr = dy + static_cast<std::int64_t>(r) * d;

@@ -24,7 +24,7 @@ void linear_backward(const GemmScratch<T>& gs, T* dx, T* dw, T* db, const T* dy,
     lddx = lddx < 0 ? in : lddx;
     if (dx) gemm(gs, false, false, n, in, out, T(1), dy, lddy, w, in, accumulate_dx ? T(1) : T(0), dx, lddx);
     if (dw) gemm(gs, true, false, out, in, n, T(1), dy, lddy, x, ldx, T(1), dw, in);
-    if (db) vec(db, out) += cmat(dy, n, out, lddy).colwise().sum();
+    if (db) add_column_sums(db, dy, n, out, lddy);
 }
 
 } // namespace memtx::cpu

@@ -270,8 +270,10 @@ void rel_attention_backward(const RelAttentionParams<T>& p, const RelAttentionGr
             gemm(p.gemm, false, false, Q, Dh, K, T(1), dp, K, k_s, p.ld_kv, T(0), qu, Dh);         // G1 = dAC K
             gemm(p.gemm, false, false, Q, Dh, ND, T(1), dbdf, ND, r_s, p.ld_r, T(0), g2, Dh);      // G2 = dBD R
             dQh = mat(qu, Q, Dh) + mat(g2, Q, Dh);
-            vec(du_part + static_cast<std::size_t>(bh) * Dh, Dh) = mat(qu, Q, Dh).colwise().sum();
-            vec(dvb_part + static_cast<std::size_t>(bh) * Dh, Dh) = mat(g2, Q, Dh).colwise().sum();
+            std::fill_n(du_part + static_cast<std::size_t>(bh) * Dh, Dh, T(0));
+            std::fill_n(dvb_part + static_cast<std::size_t>(bh) * Dh, Dh, T(0));
+            add_column_sums(du_part + static_cast<std::size_t>(bh) * Dh, qu, Q, Dh);
+            add_column_sums(dvb_part + static_cast<std::size_t>(bh) * Dh, g2, Q, Dh);
         }
     }
 

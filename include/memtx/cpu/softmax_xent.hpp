@@ -3,14 +3,15 @@
 #include <cmath>
 #include <cstdint>
 
+#include "memtx/cpu/reduce.hpp"
+
 namespace memtx::cpu {
 
 // logits (n, v) are replaced by probabilities; nll[r] = -log p(target[r]). Returns sum of nll
 // in double (the caller divides by the token count it averages over).
 template <class T>
 double softmax_xent_forward(T* logits_to_probs, T* nll, const std::int32_t* target, int n, int v) {
-    double total = 0;
-#pragma omp parallel for schedule(static) reduction(+ : total)
+#pragma omp parallel for schedule(static)
     for (int r = 0; r < n; ++r) {
         T* z = logits_to_probs + static_cast<std::int64_t>(r) * v;
         T mx = z[0];
@@ -25,9 +26,8 @@ double softmax_xent_forward(T* logits_to_probs, T* nll, const std::int32_t* targ
         const T inv = T(1) / sum;
         for (int c = 0; c < v; ++c) z[c] *= inv;
         nll[r] = -zt;
-        total += static_cast<double>(-zt);
     }
-    return total;
+    return deterministic_sum(n, [nll](std::int64_t r) { return static_cast<double>(nll[r]); });
 }
 
 // dlogits = (probs - onehot(target)) * scale, in place over probs.

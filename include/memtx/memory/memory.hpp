@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "memtx/core/aligned_vector.hpp"
 #include "memtx/core/error.hpp"
 
 namespace memtx {
@@ -53,8 +54,8 @@ public:
         age_[static_cast<std::size_t>(l)] = 1;
     }
 
-    std::vector<T>& raw() { return data_; }
-    const std::vector<T>& raw() const { return data_; }
+    AlignedVector<T>& raw() { return data_; }
+    const AlignedVector<T>& raw() const { return data_; }
 
 private:
     static std::size_t checked_size(int n_layer, int batch, int mem_len, int d_model) {
@@ -68,7 +69,7 @@ private:
         return (static_cast<std::size_t>(l) * batch_ + b) * mem_len_ * d_model_;
     }
     int n_layer_ = 0, batch_ = 0, mem_len_ = 0, d_model_ = 0;
-    std::vector<T> data_;
+    AlignedVector<T> data_;
     std::vector<int> rows_, age_;
 };
 

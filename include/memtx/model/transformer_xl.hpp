@@ -10,6 +10,7 @@
 #include <span>
 #include <vector>
 
+#include "memtx/core/aligned_vector.hpp"
 #include "memtx/core/arena.hpp"
 #include "memtx/core/backend.hpp"
 #include "memtx/core/config.hpp"
@@ -369,10 +370,10 @@ private:
 
     ModelOptions options_;
     ParamLayout layout_;
-    std::vector<T> params_, grads_;
+    AlignedVector<T> params_, grads_;
 
     Plan plan_{};
-    std::vector<T> workspace_;
+    AlignedVector<T> workspace_;
     std::vector<nn::LayerActivations<T>> acts_;
     std::vector<nn::LayerDims> saved_dims_;   // per layer: the geometry forward used
     std::vector<T*> hid_;

@@ -7,7 +7,9 @@
 #include <span>
 #include <vector>
 
+#include "memtx/core/aligned_vector.hpp"
 #include "memtx/core/error.hpp"
+#include "memtx/cpu/reduce.hpp"
 
 namespace memtx {
 
@@ -30,11 +32,10 @@ inline void validate(const AdamOptions& o) {
 // L2 norm of a gradient buffer, accumulated in double.
 template <class T>
 double global_norm(std::span<const T> g) {
-    double sum = 0;
-#pragma omp parallel for reduction(+ : sum) schedule(static)
-    for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(g.size()); ++i)
-        sum += static_cast<double>(g[static_cast<std::size_t>(i)]) * static_cast<double>(g[static_cast<std::size_t>(i)]);
-    return std::sqrt(sum);
+    const T* p = g.data();
+    return std::sqrt(cpu::deterministic_sum(static_cast<std::int64_t>(g.size()), [p](std::int64_t i) {
+        return static_cast<double>(p[i]) * static_cast<double>(p[i]);
+    }));
 }
 
 // Scales g so its norm is at most max_norm; returns the norm before clipping.
@@ -97,7 +98,7 @@ public:
 
 private:
     AdamOptions options_;
-    std::vector<T> m_, v_;
+    AlignedVector<T> m_, v_;
     long long t_ = 0;
 };
 
