@@ -56,6 +56,7 @@ enum class RandomPurpose : std::uint32_t {
     skip_draw = 9,
     cross_head_draw = 10,
     cross_head_permutation = 11,
+    sampling = 12,
 };
 
 // Layer index used for decisions that belong to no layer (embedding, output, init).

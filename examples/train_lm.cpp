@@ -1,0 +1,159 @@
+// train_lm: trains a Transformer-XL language model with memtx on a corpus, printing one line per
+// log interval, validating and checkpointing periodically, and testing at the end.
+//
+//   train_lm                                   # built-in text, tiny preset, about 15 seconds
+//   train_lm --corpus ptb-char --preset small --steps 4000
+//   train_lm --data file.txt --kind bytes      # any file, split 90/5/5
+//   train_lm --corpus ptb-char --resume        # continue from the newest checkpoint
+#include <CLI/CLI.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+
+#include "builtin_corpus.hpp"
+#include "train_lm.hpp"
+
+namespace fs = std::filesystem;
+using memtx_examples::TrainOptions;
+
+namespace {
+
+struct NamedCorpus {
+    memtx::CorpusKind kind;
+    const char *train, *valid, *test;   // valid/test null: fractions of train
+};
+
+std::optional<NamedCorpus> named_corpus(const std::string& name) {
+    if (name == "ptb") return NamedCorpus{memtx::CorpusKind::words, "ptb/ptb.train.txt", "ptb/ptb.valid.txt", "ptb/ptb.test.txt"};
+    if (name == "ptb-char")
+        return NamedCorpus{memtx::CorpusKind::symbols, "ptb-char/ptb.char.train.txt", "ptb-char/ptb.char.valid.txt",
+                           "ptb-char/ptb.char.test.txt"};
+    if (name == "enwik8") return NamedCorpus{memtx::CorpusKind::bytes, "enwik8-head/enwik8.head", nullptr, nullptr};
+    if (name == "enwik8-full") return NamedCorpus{memtx::CorpusKind::bytes, "enwik8/enwik8", nullptr, nullptr};
+    if (name == "shakespeare") return NamedCorpus{memtx::CorpusKind::bytes, "tinyshakespeare/input.txt", nullptr, nullptr};
+    return std::nullopt;
+}
+
+// $MEMTX_DATA_DIR, else ./data (scripts/get_data.sh), else ../shared/data.
+fs::path default_data_dir() {
+    if (const char* env = std::getenv("MEMTX_DATA_DIR")) return env;
+    if (fs::is_directory("data")) return "data";
+    return "../shared/data";
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    TrainOptions o;
+    auto& t = o.trainer;
+    std::string corpus_name = "builtin", kind = "bytes", data_file, train_file, valid_file, test_file, schedule = "cosine";
+    std::string data_dir = default_data_dir().string(), out_dir;
+    double valid_fraction = 0.05, test_fraction = 0.05;
+    t.batch = 16;
+    t.tgt_len = 128;
+    t.mem_len = 128;
+    t.max_step = 2000;
+    t.log_interval = 50;
+    t.eval_interval = 500;
+    t.schedule.lr = 5e-4;
+    t.schedule.warmup = 100;
+    t.eval = {.batch = 10, .tgt_len = 128, .mem_len = 128};
+
+    CLI::App app{"memtx train_lm: train a Transformer-XL language model"};
+    app.option_defaults()->always_capture_default();
+    app.add_option("--corpus", corpus_name, "builtin | ptb | ptb-char | enwik8 | enwik8-full | shakespeare (under --data-dir)")
+        ->check(CLI::IsMember({"builtin", "ptb", "ptb-char", "enwik8", "enwik8-full", "shakespeare"}));
+    app.add_option("--data-dir", data_dir, "folder of the named corpora ($MEMTX_DATA_DIR, ./data or ../shared/data)");
+    app.add_option("--data", data_file, "one text file, split into train/valid/test by the fractions");
+    app.add_option("--train", train_file, "training file (with --valid and --test)");
+    app.add_option("--valid", valid_file, "validation file");
+    app.add_option("--test", test_file, "test file");
+    app.add_option("--kind", kind, "token kind of --data/--train: bytes | symbols | words")
+        ->check(CLI::IsMember({"bytes", "symbols", "chars", "words"}));
+    app.add_option("--valid-fraction", valid_fraction, "fraction of a single file used for validation")->check(CLI::Range(0.0, 0.5));
+    app.add_option("--test-fraction", test_fraction, "fraction of a single file used for test")->check(CLI::Range(0.0, 0.5));
+    app.add_option("--preset", o.preset, "model: tiny (2x128) | small (4x256) | enwik8_base (12x512)")
+        ->check(CLI::IsMember({"tiny", "small", "enwik8_base"}));
+    app.add_option("--batch", t.batch, "sequences per step")->check(CLI::Range(1, 4096));
+    app.add_option("--batch-chunk", t.batch_chunk, "split each batch into this many chunks (gradient accumulation)")
+        ->check(CLI::Range(1, 4096));
+    app.add_option("--tgt-len", t.tgt_len, "segment length")->check(CLI::Range(1, 65536));
+    app.add_option("--mem-len", t.mem_len, "memory length")->check(CLI::Range(0, 65536));
+    app.add_option("--clamp-len", t.clamp_len, "clamp relative distances (0: off)")->check(CLI::Range(0, 1 << 20));
+    app.add_flag("--same-length", t.same_length, "every query sees the same number of keys");
+    app.add_option("--steps", t.max_step, "optimizer steps (also the cosine schedule's length)")->check(CLI::Range(1LL, 1LL << 40));
+    app.add_option("--lr", t.schedule.lr, "peak learning rate")->check(CLI::Range(1e-8, 1.0));
+    app.add_option("--warmup", t.schedule.warmup, "linear warmup steps")->check(CLI::Range(0LL, 1LL << 40));
+    app.add_option("--eta-min", t.schedule.eta_min, "final learning rate of the cosine schedule")->check(CLI::Range(0.0, 1.0));
+    app.add_option("--schedule", schedule, "cosine | constant")->check(CLI::IsMember({"cosine", "constant"}));
+    app.add_option("--clip", t.adam.clip, "gradient clipping by global norm (0: off)")->check(CLI::Range(0.0, 1e6));
+    app.add_option("--dropout", o.dropout, "dropout")->check(CLI::Range(0.0, 0.95));
+    app.add_option("--dropatt", o.dropatt, "attention dropout")->check(CLI::Range(0.0, 0.95));
+    app.add_option("--log-interval", t.log_interval, "steps per progress line")->check(CLI::Range(1, 1 << 30));
+    app.add_option("--eval-interval", t.eval_interval, "steps per validation and checkpoint")->check(CLI::Range(1, 1 << 30));
+    app.add_option("--eval-batch", t.eval.batch, "evaluation batch")->check(CLI::Range(1, 4096));
+    app.add_option("--eval-tgt-len", t.eval.tgt_len, "evaluation segment length")->check(CLI::Range(1, 65536));
+    app.add_option("--eval-mem-len", t.eval.mem_len, "evaluation memory length")->check(CLI::Range(0, 65536));
+    app.add_option("--eval-clamp-len", t.eval.clamp_len, "evaluation clamp_len")->check(CLI::Range(0, 1 << 20));
+    app.add_flag("--eval-same-length", t.eval.same_length, "same_length at evaluation");
+    app.add_option("--eval-max-segments", t.eval.max_segments, "evaluate at most this many segments (-1: all)");
+    app.add_option("--out", out_dir, "run folder: checkpoints and metrics.jsonl (default runs/<corpus>-<preset>)");
+    app.add_option("--keep", t.keep_checkpoints, "checkpoints kept (plus best)")->check(CLI::Range(1, 1000));
+    app.add_flag("--resume", t.resume, "continue from the newest checkpoint in the run folder");
+    app.add_option("--seed", o.seed, "seed of initialisation and every random decision");
+    app.add_option("--threads", o.threads, "CPU threads (0: all cores)")->check(CLI::Range(0, 1024));
+    CLI11_PARSE(app, argc, argv);
+
+    try {
+        if (o.threads > 0) memtx::set_num_threads(o.threads);
+        t.schedule.kind = memtx::parse_schedule(schedule);
+        t.schedule.max_step = t.max_step;
+        if (t.eval.mem_len > 0 && !app.count("--eval-mem-len")) t.eval.mem_len = t.mem_len;
+        if (!app.count("--eval-tgt-len")) t.eval.tgt_len = t.tgt_len;
+        memtx::Corpus corpus;
+        const bool builtin = data_file.empty() && train_file.empty() && corpus_name == "builtin";
+        if (builtin) {
+            // Small defaults that fit the built-in text and finish in about a minute.
+            if (!app.count("--batch")) t.batch = 8;
+            if (!app.count("--tgt-len")) t.tgt_len = t.eval.tgt_len = 64;
+            if (!app.count("--mem-len")) t.mem_len = t.eval.mem_len = 64;
+            if (!app.count("--steps")) t.max_step = t.schedule.max_step = 1000;
+            if (!app.count("--eval-interval")) t.eval_interval = 250;
+            if (!app.count("--log-interval")) t.log_interval = 100;
+            if (!app.count("--lr")) t.schedule.lr = 2e-3;
+            if (!app.count("--warmup")) t.schedule.warmup = 20;
+            if (!app.count("--eval-batch")) t.eval.batch = 1;
+            corpus = memtx::corpus_from_text(memtx_examples::kBuiltinCorpus, memtx::CorpusKind::bytes, valid_fraction,
+                                             test_fraction, "built-in text");
+        } else if (!data_file.empty()) {
+            memtx::CorpusSpec spec{memtx::parse_corpus_kind(kind), data_file, {}, {}, valid_fraction, test_fraction};
+            corpus = memtx::load_corpus(spec);
+            corpus_name = fs::path(data_file).stem().string();
+        } else if (!train_file.empty()) {
+            memtx::CorpusSpec spec{memtx::parse_corpus_kind(kind), train_file, valid_file, test_file};
+            corpus = memtx::load_corpus(spec);
+            corpus_name = fs::path(train_file).stem().string();
+        } else {
+            const auto nc = *named_corpus(corpus_name);
+            const fs::path dir(data_dir);
+            memtx::CorpusSpec spec{nc.kind, dir / nc.train, nc.valid ? dir / nc.valid : fs::path{}, nc.test ? dir / nc.test : fs::path{},
+                                   valid_fraction, test_fraction};
+            memtx::require(fs::exists(spec.train), "corpus '", corpus_name, "' not found at ", spec.train.string(),
+                           ": run scripts/get_data.sh, or point --data-dir (or MEMTX_DATA_DIR) at the data");
+            corpus = memtx::load_corpus(spec);
+        }
+        const fs::path out = out_dir.empty() ? fs::path("runs") / (corpus_name + "-" + o.preset) : fs::path(out_dir);
+        t.checkpoint_dir = out / "checkpoints";
+        t.metrics_file = out / "metrics.jsonl";
+        if (!t.resume && fs::exists(t.metrics_file)) fs::remove(t.metrics_file);   // a fresh run starts a fresh file
+        std::printf("run folder %s\n", out.string().c_str());
+        if (o.preset == "tiny") return memtx_examples::run_tiny(o, corpus);
+        if (o.preset == "small") return memtx_examples::run_small(o, corpus);
+        return memtx_examples::run_enwik8_base(o, corpus);
+    } catch (const memtx::Error& e) {
+        std::cerr << "error: " << e.what() << "\n";
+        return 2;
+    }
+}

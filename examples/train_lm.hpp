@@ -1,0 +1,46 @@
+#pragma once
+// The example trainer's options and the per-preset entry points (one translation unit each,
+// so presets compile in parallel).
+#include <memtx/memtx.hpp>
+
+#include <cstdio>
+#include <iostream>
+#include <string>
+
+#include "presets.hpp"
+
+namespace memtx_examples {
+
+struct TrainOptions {
+    std::string preset = "tiny";
+    std::uint64_t seed = 1;
+    float dropout = 0.1f, dropatt = 0.0f;
+    int threads = 0;   // 0: all cores
+    memtx::TrainerConfig trainer;
+};
+
+int run_tiny(const TrainOptions&, const memtx::Corpus&);
+int run_small(const TrainOptions&, const memtx::Corpus&);
+int run_enwik8_base(const TrainOptions&, const memtx::Corpus&);
+
+template <memtx::ModelShape S>
+int run_shape(const TrainOptions& o, const memtx::Corpus& corpus) {
+    using Model = memtx::TransformerXL<S, memtx::Cpu, float>;
+    Model model({.seed = o.seed, .dropout = o.dropout, .dropatt = o.dropatt});
+    auto cfg = o.trainer;
+    cfg.checkpoint_metadata["memtx.preset"] = o.preset;
+    memtx::Trainer<Model> trainer(model, corpus, cfg);
+    std::printf("memtx train_lm | preset %s: %d layers, d_model %d, %d heads x %d, d_inner %d, vocab %d (%d used), %zu parameters\n",
+                o.preset.c_str(), S.n_layer, S.d_model, S.n_head, S.d_head, S.d_inner, S.vocab, corpus.vocab.size(),
+                model.layout().total);
+    std::printf("data %s (%s): %zu train / %zu valid / %zu test tokens | batch %d (chunks %d) tgt_len %d mem_len %d | %d threads%s\n",
+                corpus.name.c_str(), memtx::corpus_kind_name(corpus.vocab.kind()), corpus.train.size(), corpus.valid.size(),
+                corpus.test.size(), cfg.batch, cfg.batch_chunk, cfg.tgt_len, cfg.mem_len, memtx::num_threads(),
+                cfg.resume ? (" | resumed at step " + std::to_string(trainer.state().step)).c_str() : "");
+    std::fflush(stdout);
+    trainer.run(std::cout);
+    return 0;
+}
+
+
+} // namespace memtx_examples

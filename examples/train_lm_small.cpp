@@ -1,0 +1,7 @@
+#include "train_lm.hpp"
+
+namespace memtx_examples {
+int run_small(const TrainOptions& o, const memtx::Corpus& c) {
+    return vocab_bucket(o.preset, c.vocab.size()) == 256 ? run_shape<small<256>>(o, c) : run_shape<small<10000>>(o, c);
+}
+} // namespace memtx_examples
