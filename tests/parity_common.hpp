@@ -32,8 +32,10 @@ inline std::vector<std::int32_t> tokens(const memtx::io::SafetensorsReader& r, c
     return {v.begin(), v.end()};
 }
 
+// methods: the fixture forces per-segment skip masks and head maps (seg{s}.skip,
+// seg{s}.head_map) and records the ages after each segment (seg{s}.ages).
 template <memtx::ModelShape S, class T>
-void check_fixture(const std::string& name, double loss_tol, double grad_tol) {
+void check_fixture(const std::string& name, double loss_tol, double grad_tol, bool methods = false) {
     const memtx::io::SafetensorsReader r(fixture(name));
     auto meta = [&](const char* k) { return std::stoi(r.metadata_value(k)); };
     // The compile-time shape must be the one the fixture was made with.
@@ -56,10 +58,23 @@ void check_fixture(const std::string& name, double loss_tol, double grad_tol) {
     opt.clamp_len = meta("clamp_len");
     opt.same_length = meta("same_length") != 0;
 
+    std::vector<std::uint8_t> skip(S.n_layer);
+    std::vector<int> maps(static_cast<std::size_t>(S.n_layer) * S.n_head);
+    std::vector<const int*> map_ptrs(S.n_layer);
     for (int s = 0; s < meta("n_segments"); ++s) {
         const std::string seg = "seg" + std::to_string(s) + ".";
         INFO(name << " segment " << s);
         const auto x = tokens(r, seg + "input"), y = tokens(r, seg + "target");
+        if (methods) {   // forced decisions; training mode with dropout off
+            const auto sk = r.read<std::int64_t>(seg + "skip");
+            const auto hm = r.read<std::int64_t>(seg + "head_map");
+            for (int l = 0; l < S.n_layer; ++l) skip[l] = static_cast<std::uint8_t>(sk[l]);
+            for (std::size_t i = 0; i < maps.size(); ++i) maps[i] = static_cast<int>(hm[i]);
+            for (int l = 0; l < S.n_layer; ++l) map_ptrs[l] = maps.data() + static_cast<std::size_t>(l) * S.n_head;
+            opt.training = true;
+            opt.skip = skip.data();
+            opt.head_maps = map_ptrs.data();
+        }
         REQUIRE(x.size() == static_cast<std::size_t>(B * Q));
 
         auto mem_copy = mem;   // logits from the same starting memory
@@ -89,6 +104,10 @@ void check_fixture(const std::string& name, double loss_tol, double grad_tol) {
             for (int b = 0; b < B; ++b) got.insert(got.end(), mem.data(l, b), mem.data(l, b) + mem.rows(l) * S.d_model);
             CHECK(rel_error(got, ref) <= grad_tol);
         }
+        if (methods) {
+            const auto ages = r.read<std::int64_t>(seg + "ages");
+            for (int l = 0; l < S.n_layer; ++l) CHECK(mem.age(l) == ages[l]);
+        }
     }
 }
 
@@ -99,6 +118,25 @@ inline constexpr memtx::ModelShape clamp_same{.n_layer = 2, .d_model = 12, .n_he
 inline constexpr memtx::ModelShape preln_untie{.n_layer = 2, .d_model = 16, .n_head = 2, .d_head = 6, .d_inner = 32,
                                                .vocab = 10, .pre_lnorm = true, .tie_weight = false, .untie_r = true};
 inline constexpr memtx::ModelShape same_short_mem{.n_layer = 2, .d_model = 8, .n_head = 2, .d_head = 4, .d_inner = 16, .vocab = 7};
+
+// Shapes of the method fixtures (tools/make_method_fixtures.py).
+inline constexpr memtx::ModelShape methods_post{.n_layer = 3, .d_model = 16, .n_head = 3, .d_head = 4, .d_inner = 24, .vocab = 11};
+inline constexpr memtx::ModelShape methods_clamp_preln{.n_layer = 3, .d_model = 12, .n_head = 2, .d_head = 6, .d_inner = 20,
+                                                       .vocab = 9, .pre_lnorm = true, .tie_weight = false, .untie_r = true};
+inline constexpr memtx::ModelShape methods_same_length{.n_layer = 2, .d_model = 8, .n_head = 2, .d_head = 4, .d_inner = 16, .vocab = 7};
+
+template <class T>
+void check_methods(double loss_tol, double grad_tol) {
+    SECTION("methods_post: skips (age 3), head maps, post-LN") {
+        check_fixture<methods_post, T>("methods_post", loss_tol, grad_tol, true);
+    }
+    SECTION("methods_clamp_preln: aged distances clamped, pre-LN, untie_r") {
+        check_fixture<methods_clamp_preln, T>("methods_clamp_preln", loss_tol, grad_tol, true);
+    }
+    SECTION("methods_same_length: same_length with aged memory") {
+        check_fixture<methods_same_length, T>("methods_same_length", loss_tol, grad_tol, true);
+    }
+}
 
 template <class T>
 void check_all(double loss_tol, double grad_tol) {

@@ -34,12 +34,15 @@ void check_model(const Case& c) {
     memtx::StepOptions opt;
     opt.clamp_len = c.clamp_len;
     opt.same_length = c.same_length;
-    opt.training = c.dropout > 0 || c.dropatt > 0;
+    opt.training = true;   // dropout masks are fixed by (seed, step); head maps need training mode
     opt.step = 4;
     const int* maps[S.n_layer];
     for (auto& m : maps) m = c.head_map.empty() ? nullptr : c.head_map.data();
     opt.head_maps = maps;
-    for (int s = 0; s < c.warm_segments; ++s) model.evaluate(tok(100 + s), tok(200 + s), mem, opt);
+    memtx::StepOptions warm = opt;
+    warm.head_maps = nullptr;
+    warm.training = false;
+    for (int s = 0; s < c.warm_segments; ++s) model.evaluate(tok(100 + s), tok(200 + s), mem, warm);
     for (int l = 0; l < S.n_layer; ++l) mem.set_age(l, c.age);
 
     const auto x = tok(1), y = tok(2);

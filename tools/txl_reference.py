@@ -4,6 +4,10 @@ Written from the formulas in DESIGN.md section 1 (the original `mem_transformer.
 `attn_type=0` semantics). Used by tools/make_fixtures.py to dump golden fixtures for the C++
 tests and by tools/bench_pytorch.py as a speed baseline.
 
+TransformerXL.forward_methods() adds the paper's two methods under FORCED decisions (a skip
+mask, memory ages and per-layer head maps; see tools/README.md) for
+tools/make_method_fixtures.py. The vanilla forward() path does not use any of it.
+
 Internal layout is batch-major: hidden states are (B, Q, D), memories (B, M, D).
 The state_dict names/shapes match the original implementation (see DESIGN.md section 1).
 """
@@ -70,6 +74,68 @@ def attn_mask(qlen, mlen, mem_len, same_length, device=None):
         shift = qlen - mask_len if mask_len > 0 else qlen
         mask = mask + torch.tril(ones, diagonal=-shift)
     return mask > 0
+
+
+# --------------------------------------------------------------------------------------------
+# The paper's two methods under forced decisions (Skip-Retain ages, cross-head head maps).
+# Vanilla code above is untouched; forward_methods() below is a separate path.
+# --------------------------------------------------------------------------------------------
+
+def sinusoid_table(n_pos, d_model, dtype, device=None):
+    """(n_pos, D) in POSITION order: row p = [sin(p*inv_freq) | cos(p*inv_freq)] (the same
+    element-wise ops as positional_encoding, so equal positions give identical bits)."""
+    pos_seq = torch.arange(0.0, n_pos, 1.0, dtype=dtype, device=device)
+    inv_freq = 1.0 / (10000.0 ** (torch.arange(0.0, d_model, 2.0, dtype=dtype, device=device) / d_model))
+    ang = pos_seq[:, None] * inv_freq[None, :]
+    return torch.cat([torch.sin(ang), torch.cos(ang)], dim=-1)
+
+
+def aged_distance(qlen, mlen, age, clamp_len, device=None):
+    """(Q, K) int64 relative distance used for BD with a memory of age `age` (>= 1):
+    memory key j < M of query i is at M + i - j + (age-1)*Q, segment key j >= M at M + i - j;
+    then min(d, clamp_len) when clamp_len > 0. Entries j > M + i (always masked) are set to 0
+    so that they index a valid row; their scores are masked out."""
+    klen = mlen + qlen
+    i = torch.arange(qlen, device=device)[:, None]
+    j = torch.arange(klen, device=device)[None, :]
+    d = mlen + i - j + (j < mlen).long() * ((age - 1) * qlen)
+    if clamp_len > 0:
+        d = d.clamp(max=clamp_len)
+    return d.clamp(min=0)
+
+
+def head_map_matrix(head_map, n_head, dtype, device=None):
+    """S (H, H) with S[h, g] = 1 iff head_map[h] == g: x_target[h] = sum_g S[h,g] x[g]."""
+    hm = torch.as_tensor(head_map, dtype=torch.int64, device=device)
+    assert hm.shape == (n_head,) and int(hm.min()) >= 0 and int(hm.max()) < n_head, head_map
+    return F.one_hot(hm, n_head).to(dtype)
+
+
+def rel_attn_core(q, k, v, r_g, mask, r_w_bias, r_r_bias, scale, head_map=None, dropatt=None):
+    """Relative attention with per-(i,j) position keys and an optional head map.
+
+    q: (B,H,Q,Dh); k, v: (B,H,K,Dh); r_g: (Q,K,H,Dh), the position key of pair (i,j) per head;
+    mask: (Q,K) bool (True = masked); r_w_bias, r_r_bias: (H,Dh).
+    head_map[h] = source head of target head h: query h (with biases h) attends to k, v and r
+    of head head_map[h]; the result lands in slot h. Applied as a one-hot mixing (exact), so
+    it is also correct (gradients summed) for a head map that is not a permutation.
+    Returns (B,H,Q,Dh)."""
+    H = q.shape[1]
+    if head_map is not None:
+        S = head_map_matrix(head_map, H, q.dtype, q.device)
+        k = torch.einsum("hg,bgjd->bhjd", S, k)
+        v = torch.einsum("hg,bgjd->bhjd", S, v)
+        r_g = torch.einsum("hg,ijgd->ijhd", S, r_g)
+    q_rw = q + r_w_bias[None, :, None, :]
+    q_rr = q + r_r_bias[None, :, None, :]
+    ac = torch.einsum("bhid,bhjd->bhij", q_rw, k)
+    bd = torch.einsum("bhid,ijhd->bhij", q_rr, r_g)
+    score = (ac + bd) * scale
+    score = score.masked_fill(mask[None, None], float("-inf"))
+    prob = torch.softmax(score, dim=-1)
+    if dropatt is not None:
+        prob = dropatt(prob)
+    return torch.matmul(prob, v)
 
 
 class AdaptiveEmbedding(nn.Module):
@@ -140,6 +206,38 @@ class RelPartialLearnableAttn(nn.Module):
             return h + o
         return self.layer_norm(h + o)
 
+    def forward_methods(self, h, mem, mask, dist, pos_table, r_w_bias, r_r_bias, head_map=None):
+        """Like forward, with aged positions and a head map.
+
+        mem: (B,M,D) (M may be 0); dist: (Q,K) int64 distances (aged_distance);
+        pos_table: (P,D) sinusoids in position order, P > dist.max(); head_map: None or H ints."""
+        if self.r_w_bias is not None:
+            r_w_bias, r_r_bias = self.r_w_bias, self.r_r_bias
+        B, Q, _ = h.shape
+        c = h if mem is None or mem.shape[1] == 0 else torch.cat([mem, h], dim=1)
+        K = c.shape[1]
+        M = K - Q
+        H, Dh = self.n_head, self.d_head
+        cin = self.layer_norm(c) if self.pre_lnorm else c
+        heads = self.qkv_net(cin)
+        q, k, v = torch.chunk(heads, 3, dim=-1)
+        q = q[:, M:].reshape(B, Q, H, Dh).transpose(1, 2)        # (B,H,Q,Dh)
+        k = k.reshape(B, K, H, Dh).transpose(1, 2)               # (B,H,K,Dh)
+        v = v.reshape(B, K, H, Dh).transpose(1, 2)
+        rk = self.r_net(pos_table).view(-1, H, Dh)               # (P,H,Dh), row = distance
+        r_g = rk[dist]                                           # (Q,K,H,Dh), direct indexing
+        if self.debug is not None:
+            self.debug.update(q=q.detach(), k=k.detach(), v=v.detach(), r_g=r_g.detach(),
+                              mask=mask, r_w_bias=r_w_bias.detach(),
+                              r_r_bias=r_r_bias.detach(), head_map=head_map, M=M)
+        a = rel_attn_core(q, k, v, r_g, mask, r_w_bias, r_r_bias, self.scale, head_map,
+                          self.dropatt)
+        a = a.transpose(1, 2).reshape(B, Q, H * Dh)
+        o = self.drop(self.o_net(a))
+        if self.pre_lnorm:
+            return h + o
+        return self.layer_norm(h + o)
+
 
 class PositionwiseFF(nn.Module):
     def __init__(self, d_model, d_inner, dropout, pre_lnorm):
@@ -165,6 +263,10 @@ class DecoderLayer(nn.Module):
 
     def forward(self, h, r, mem, mask, r_w_bias, r_r_bias):
         return self.pos_ff(self.dec_attn(h, r, mem, mask, r_w_bias, r_r_bias))
+
+    def forward_methods(self, h, mem, mask, dist, pos_table, r_w_bias, r_r_bias, head_map=None):
+        return self.pos_ff(self.dec_attn.forward_methods(h, mem, mask, dist, pos_table,
+                                                         r_w_bias, r_r_bias, head_map))
 
 
 class _OutLinear(nn.Module):
@@ -239,3 +341,48 @@ class TransformerXL(nn.Module):
                 new_mems = [torch.cat([mems[l], inputs[l]], dim=1)[:, -self.mem_len:].detach()
                             for l in range(self.n_layer)]
         return loss, logits, new_mems
+
+    def forward_methods(self, x, target, mems, ages, skip, head_maps):
+        """One segment with FORCED Skip-Retain / cross-head decisions.
+
+        mems: list of n_layer (B,M_l,D) tensors (M_l may differ per layer; None = all empty);
+        ages: list of n_layer ints >= 1 (ages before this segment; 1 = written last segment);
+        skip: n_layer 0/1; head_maps: n_layer entries, each None or H source heads.
+        A skipped layer is the identity (computes nothing), keeps its memory and gets age+1.
+        A layer that runs attends to its memory with aged distances (aged_distance), applies
+        its head map, writes mem = cat(mem, its input)[-mem_len:] and gets age 1.
+        Returns (loss, logits (B,Q,V), new_mems, new_ages)."""
+        B, Q = x.shape
+        dtype = self.word_emb.emb_layers[0].weight.dtype
+        dev = x.device
+        L = self.n_layer
+        if mems is None:
+            mems = [torch.zeros(B, 0, self.d_model, dtype=dtype, device=dev) for _ in range(L)]
+        assert len(mems) == L and len(ages) == L and len(skip) == L and len(head_maps) == L
+        h = self.drop(self.word_emb(x))
+        new_mems, new_ages = [], []
+        for l, layer in enumerate(self.layers):
+            mem = mems[l]
+            age = int(ages[l])
+            assert age >= 1
+            if int(skip[l]):
+                new_mems.append(mem)
+                new_ages.append(age + 1)
+                continue
+            M = mem.shape[1]
+            mask = attn_mask(Q, M, self.mem_len, self.same_length, dev)
+            dist = aged_distance(Q, M, age, self.clamp_len, dev)
+            pos_table = self.drop(sinusoid_table(int(dist.max()) + 1, self.d_model, dtype, dev))
+            inp = h
+            h = layer.forward_methods(h, mem, mask, dist, pos_table, self.r_w_bias,
+                                      self.r_r_bias, head_maps[l])
+            with torch.no_grad():
+                if self.mem_len > 0:
+                    new_mems.append(torch.cat([mem, inp], dim=1)[:, -self.mem_len:].detach())
+                else:
+                    new_mems.append(mem)
+            new_ages.append(1)
+        h = self.drop(h)
+        logits = F.linear(h, self.out_weight(), self.crit.out_layers[0].bias)
+        loss = F.cross_entropy(logits.reshape(B * Q, -1), target.reshape(B * Q))
+        return loss, logits, new_mems, new_ages

@@ -29,6 +29,8 @@ struct TrainState {
     long long segment = 0;     // next training segment of this epoch
     double best_valid = std::numeric_limits<double>::infinity();
     long long metrics_offset = 0;   // bytes of the metrics file that belong to this state
+    int phase = 1;                  // 1: Skip-Retain (when enabled), 2: vanilla
+    int stale_evals = 0;            // validations since the best one (phase-switch patience)
 };
 
 namespace detail {
@@ -83,13 +85,17 @@ void save_checkpoint(const std::filesystem::path& file, const Model& model, cons
     w.set_metadata("memtx.segment", std::to_string(state.segment));
     w.set_metadata("memtx.best_valid", detail::concat(std::scientific, std::setprecision(17), state.best_valid));
     w.set_metadata("memtx.metrics_offset", std::to_string(state.metrics_offset));
-    w.set_metadata("memtx.adam_step", std::to_string(adam.step_count()));
+    w.set_metadata("memtx.phase", std::to_string(state.phase));
+    w.set_metadata("memtx.stale_evals", std::to_string(state.stale_evals));
     w.set_metadata("memtx.corpus_kind", corpus_kind_name(vocab.kind()));
     add_weights(w, model, native);
     for (const auto& e : model.layout().entries) {
         w.add<T>("adam.exp_avg." + e.name, adam.first_moment().subspan(e.offset, e.numel()), e.shape, native);
         w.add<T>("adam.exp_avg_sq." + e.name, adam.second_moment().subspan(e.offset, e.numel()), e.shape, native);
     }
+    std::vector<std::int64_t> adam_steps;
+    for (const auto& g : adam.groups()) adam_steps.push_back(g.step);
+    w.add<std::int64_t>("adam.step", adam_steps, {static_cast<std::int64_t>(adam_steps.size())}, io::DType::I64);
     const auto L = static_cast<std::int64_t>(Model::shape.n_layer), D = static_cast<std::int64_t>(Model::shape.d_model);
     std::vector<std::int32_t> rows, ages;
     for (std::size_t c = 0; c < memories.size(); ++c) {
@@ -157,9 +163,15 @@ TrainState load_checkpoint(const std::filesystem::path& file, Model& model, Adam
     st.segment = detail::meta_int(r, "memtx.segment", where);
     st.best_valid = detail::meta_double(r, "memtx.best_valid", where);
     st.metrics_offset = detail::meta_int(r, "memtx.metrics_offset", where);
-    const long long adam_step = detail::meta_int(r, "memtx.adam_step", where);
-    require(st.step >= 0 && st.epoch >= 0 && st.segment >= 0 && adam_step >= 0 && st.metrics_offset >= 0, where,
+    st.phase = static_cast<int>(detail::meta_int(r, "memtx.phase", where));
+    st.stale_evals = static_cast<int>(detail::meta_int(r, "memtx.stale_evals", where));
+    require(st.phase == 1 || st.phase == 2, where, ": phase ", st.phase, " is neither 1 nor 2");
+    require(st.step >= 0 && st.epoch >= 0 && st.segment >= 0 && st.metrics_offset >= 0, where,
             ": negative training position");
+    const std::int64_t n_groups[1] = {static_cast<std::int64_t>(adam.groups().size())};
+    std::vector<std::int64_t> adam_steps(adam.groups().size());
+    r.read_into<std::int64_t>("adam.step", std::span<std::int64_t>(adam_steps), std::span<const std::int64_t>(n_groups));
+    for (const auto s : adam_steps) require(s >= 0, where, ": negative Adam step count");
 
     // Stage everything, then commit.
     const auto n = model.parameters().size();
@@ -195,7 +207,7 @@ TrainState load_checkpoint(const std::filesystem::path& file, Model& model, Adam
     read_weights(r, model, where, /*allow_extra=*/true);   // stages internally; last fallible step
     std::copy(m1.begin(), m1.end(), adam.first_moment().begin());
     std::copy(m2.begin(), m2.end(), adam.second_moment().begin());
-    adam.set_step_count(adam_step);
+    for (std::size_t k = 0; k < adam_steps.size(); ++k) adam.groups()[k].step = adam_steps[k];
     for (std::size_t c = 0; c < memories.size(); ++c) memories[c] = std::move(staged[c]);
     return st;
 }

@@ -24,18 +24,21 @@
 #include "memtx/nn/decoder_layer.hpp"
 #include "memtx/nn/parameters.hpp"
 #include "memtx/nn/positional_embedding.hpp"
+#include "memtx/train/attention_reach.hpp"
 
 namespace memtx {
 
 // Per-call options of a segment computation.
 struct StepOptions {
-    bool training = true;          // dropout on (and, later, the stochastic methods)
+    bool training = true;          // dropout on; skips and head maps allowed
     std::uint64_t step = 0;        // Philox step counter: every random decision depends on it
     int clamp_len = 0;             // > 0: relative distances clamped
     bool same_length = false;      // every query sees mem_len keys
     std::int64_t batch_offset = 0; // global index of this call's first batch row (batch chunks)
     double loss_scale = 1.0;       // gradient of loss_scale * mean loss (1/chunks for batch chunks)
-    const int* const* head_maps = nullptr; // per layer: null or (n_head) source heads
+    const int* const* head_maps = nullptr; // per layer: null or (n_head) source heads (cross-head)
+    const std::uint8_t* skip = nullptr;    // per layer: 1 = skipped this step (Skip-Retain)
+    AttentionReach* reach = nullptr;       // when set, attention mass by distance is added to it
 };
 
 // Result of one segment: mean loss over its tokens and the token count.
@@ -276,6 +279,8 @@ private:
         require(opt.clamp_len >= 0, "clamp_len must be >= 0, got ", opt.clamp_len);
         require(!(opt.same_length && mem.mem_len() == 0),
                 "same_length needs mem_len > 0: with no memory every key would be masked");
+        require(opt.training || (!opt.skip && !opt.head_maps),
+                "evaluation never skips layers or permutes heads: skip and head_maps are for training steps only");
         if (opt.head_maps)
             for (int l = 0; l < S.n_layer; ++l)
                 if (const int* map = opt.head_maps[l])
@@ -292,7 +297,8 @@ private:
         const int Q = check_segment(x, y, mem, logits_out == nullptr, opt);
         const int B = mem.batch(), D = S.d_model, V = S.vocab, N = B * Q;
         int max_offset = 0;
-        for (int l = 0; l < S.n_layer; ++l) max_offset = std::max(max_offset, geometry(mem, l, Q, opt).mem_offset);
+        for (int l = 0; l < S.n_layer; ++l)
+            if (!skipped(opt, l)) max_offset = std::max(max_offset, geometry(mem, l, Q, opt).mem_offset);
         reserve(B, Q, mem.mem_len(), max_offset);
         const float p_drop = opt.training ? options_.dropout : 0.0f;
         const std::int64_t row0 = opt.batch_offset * Q;
@@ -307,18 +313,26 @@ private:
 
         // positional embedding by distance, shared by all layers
         int n_dist = 0;
-        for (int l = 0; l < S.n_layer; ++l) n_dist = std::max(n_dist, layer_dims(mem, l, B, Q, opt).n_dist);
+        for (int l = 0; l < S.n_layer; ++l)
+            if (!skipped(opt, l)) n_dist = std::max(n_dist, layer_dims(mem, l, B, Q, opt).n_dist);
         nn::positional_embedding_forward(R_, sinusoids_, n_dist, D, p_drop, stream(RandomPurpose::dropout_position, opt));
 
         for (int l = 0; l < S.n_layer; ++l) {
+            if (skipped(opt, l)) {   // the identity: nothing computed or saved
+                std::copy_n(hid_[l], static_cast<std::size_t>(N) * D, hid_[l + 1]);
+                continue;
+            }
             const auto dims = layer_dims(mem, l, B, Q, opt);
             saved_dims_[static_cast<std::size_t>(l)] = dims;
             auto mem_rows = [&mem, l](int b) -> const T* { return mem.data(l, b); };
             nn::decoder_layer_forward(dims, layer_params(l), acts_[static_cast<std::size_t>(l)], hid_[l], mem_rows, R_,
                                       hid_[l + 1], layer_random(l, opt), head_map(opt, l), scratch_.attn_thread, gemm_);
+            if (opt.reach) opt.reach->add(l, acts_[static_cast<std::size_t>(l)].probs, B, S.n_head, dims.geo);
         }
-        for (int l = 0; l < S.n_layer; ++l)
-            if (mem.mem_len() > 0) mem.write(l, acts_[static_cast<std::size_t>(l)].c, mem.rows(l) + Q);
+        for (int l = 0; l < S.n_layer; ++l) {
+            if (skipped(opt, l)) mem.set_age(l, mem.age(l) + 1);   // retained: one segment older
+            else if (mem.mem_len() > 0) mem.write(l, acts_[static_cast<std::size_t>(l)].c, mem.rows(l) + Q);
+        }
 
         // output: dropout, logits = h W^T + b, cross-entropy
         std::copy_n(hid_[S.n_layer], static_cast<std::size_t>(N) * D, out_in_);
@@ -351,6 +365,7 @@ private:
         T* d_out = dh_a_;
         T* d_in = dh_b_;
         for (int l = S.n_layer - 1; l >= 0; --l) {
+            if (skipped(opt, l)) continue;   // identity: the gradient passes through unchanged
             const auto dims = saved_dims_[static_cast<std::size_t>(l)];
             nn::decoder_layer_backward(dims, layer_params(l), layer_grads(l), acts_[static_cast<std::size_t>(l)], hid_[l], R_, d_out,
                                        d_in, layer_random(l, opt), head_map(opt, l), scratch_, gemm_);
@@ -367,6 +382,7 @@ private:
     }
 
     static const int* head_map(const StepOptions& opt, int l) { return opt.head_maps ? opt.head_maps[l] : nullptr; }
+    static bool skipped(const StepOptions& opt, int l) { return opt.skip && opt.skip[l]; }
 
     ModelOptions options_;
     ParamLayout layout_;

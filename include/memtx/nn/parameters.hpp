@@ -17,6 +17,7 @@ struct ParamEntry {
     std::size_t offset = 0;            // into the flat buffer
     std::vector<std::int64_t> shape;   // PyTorch orientation, (out, in) for Linear
     enum class Init { normal, one_plus_normal, zero } init = Init::normal;
+    int layer = -1;                    // the decoder layer it belongs to; -1: shared
 
     std::size_t numel() const {
         std::size_t n = 1;
@@ -49,8 +50,9 @@ struct ParamLayout {
 
 inline ParamLayout make_param_layout(const ModelShape& s) {
     ParamLayout p;
+    int current_layer = -1;
     auto add = [&](std::string name, std::vector<std::int64_t> shape, ParamEntry::Init init) {
-        ParamEntry e{std::move(name), p.total, std::move(shape), init};
+        ParamEntry e{std::move(name), p.total, std::move(shape), init, current_layer};
         // Keep every tensor 64-byte aligned (16 floats) for vector loads.
         p.total += (e.numel() + 15) / 16 * 16;
         p.entries.push_back(e);
@@ -68,6 +70,7 @@ inline ParamLayout make_param_layout(const ModelShape& s) {
         const std::string a = "layers." + std::to_string(l) + ".dec_attn.";
         const std::string f = "layers." + std::to_string(l) + ".pos_ff.";
         LayerOffsets o{};
+        current_layer = l;
         if (s.untie_r) {
             o.r_w_bias = add(a + "r_w_bias", {H, Dh}, I::normal);
             o.r_r_bias = add(a + "r_r_bias", {H, Dh}, I::normal);
@@ -88,6 +91,7 @@ inline ParamLayout make_param_layout(const ModelShape& s) {
         o.ff_ln_b = add(f + "layer_norm.bias", {D}, I::zero);
         p.layers.push_back(o);
     }
+    current_layer = -1;
     p.out_b = add("crit.out_layers.0.bias", {V}, I::zero);
     p.out_w = s.tie_weight ? p.word_emb : add("crit.out_layers.0.weight", {V, D}, I::normal);
     return p;

@@ -4,6 +4,7 @@
 // max_norm / (norm + 1e-6) when that is below 1). Moments live in one flat buffer each.
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <vector>
 
@@ -52,46 +53,70 @@ double clip_global_norm(std::span<T> g, double max_norm) {
     return norm;
 }
 
+// Adam over groups of parameters (one per tensor of the model), each with its own step
+// count, as torch.optim.Adam keeps one per parameter: a group frozen at a step (a layer that
+// Skip-Retain skipped) keeps its values, moments and step count untouched, as a PyTorch
+// parameter without a gradient does.
 template <class T>
 class Adam {
 public:
+    struct Group {
+        std::size_t offset = 0, size = 0;
+        long long step = 0;
+    };
+
     Adam(std::size_t n_params, AdamOptions options) : options_(options), m_(n_params), v_(n_params) {
         validate(options_);
+        groups_.push_back({0, n_params, 0});
     }
+    // One group per tensor of the model's layout.
     template <class Model>
-    Adam(const Model& model, AdamOptions options) : Adam(model.parameters().size(), options) {}
+    Adam(const Model& model, AdamOptions options) : options_(options), m_(model.parameters().size()), v_(m_.size()) {
+        validate(options_);
+        for (const auto& e : model.layout().entries) groups_.push_back({e.offset, e.numel(), 0});
+    }
 
     const AdamOptions& options() const { return options_; }
     void set_lr(double lr) {
         require(lr >= 0 && std::isfinite(lr), "learning rate must be finite and >= 0, got ", lr);
         options_.lr = lr;
     }
-    long long step_count() const { return t_; }
-    void set_step_count(long long t) { t_ = t; }
+    std::span<Group> groups() { return groups_; }
+    std::span<const Group> groups() const { return groups_; }
     std::span<T> first_moment() { return m_; }
     std::span<T> second_moment() { return v_; }
     std::span<const T> first_moment() const { return m_; }
     std::span<const T> second_moment() const { return v_; }
 
-    // Clips g, then one Adam update of p. Returns the gradient norm before clipping.
-    double step(std::span<T> p, std::span<T> g) {
+    // Clips g (global norm over all of it), then one Adam update of every group not frozen
+    // (frozen[k] != 0 freezes group k; empty: none). Returns the norm before clipping.
+    double step(std::span<T> p, std::span<T> g, std::span<const std::uint8_t> frozen = {}) {
         require(p.size() == m_.size() && g.size() == m_.size(), "Adam: ", p.size(), " parameters and ", g.size(),
                 " gradients for an optimizer made for ", m_.size());
+        require(frozen.empty() || frozen.size() == groups_.size(), "Adam: ", frozen.size(), " frozen flags for ",
+                groups_.size(), " parameter groups");
         const double norm = clip_global_norm(g, options_.clip);
-        ++t_;
         const double b1 = options_.beta1, b2 = options_.beta2;
-        const double bc1 = 1 - std::pow(b1, static_cast<double>(t_));
-        const double bc2 = 1 - std::pow(b2, static_cast<double>(t_));
-        const T step_size = static_cast<T>(options_.lr / bc1);
-        const T inv_sqrt_bc2 = static_cast<T>(1 / std::sqrt(bc2));
         const T eps = static_cast<T>(options_.eps);
         const T tb1 = static_cast<T>(b1), tb2 = static_cast<T>(b2);
-#pragma omp parallel for schedule(static)
-        for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(p.size()); ++i) {
-            const auto k = static_cast<std::size_t>(i);
-            m_[k] = tb1 * m_[k] + (T(1) - tb1) * g[k];
-            v_[k] = tb2 * v_[k] + (T(1) - tb2) * g[k] * g[k];
-            p[k] -= step_size * m_[k] / (std::sqrt(v_[k]) * inv_sqrt_bc2 + eps);
+        for (std::size_t k = 0; k < groups_.size(); ++k) {
+            if (!frozen.empty() && frozen[k]) continue;
+            Group& gr = groups_[k];
+            ++gr.step;
+            const double bc1 = 1 - std::pow(b1, static_cast<double>(gr.step));
+            const double bc2 = 1 - std::pow(b2, static_cast<double>(gr.step));
+            const T step_size = static_cast<T>(options_.lr / bc1);
+            const T inv_sqrt_bc2 = static_cast<T>(1 / std::sqrt(bc2));
+            T* pp = p.data() + gr.offset;
+            const T* gg = g.data() + gr.offset;
+            T* mm = m_.data() + gr.offset;
+            T* vv = v_.data() + gr.offset;
+#pragma omp parallel for schedule(static) if (gr.size > 65536)
+            for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(gr.size); ++i) {
+                mm[i] = tb1 * mm[i] + (T(1) - tb1) * gg[i];
+                vv[i] = tb2 * vv[i] + (T(1) - tb2) * gg[i] * gg[i];
+                pp[i] -= step_size * mm[i] / (std::sqrt(vv[i]) * inv_sqrt_bc2 + eps);
+            }
         }
         return norm;
     }
@@ -99,7 +124,7 @@ public:
 private:
     AdamOptions options_;
     AlignedVector<T> m_, v_;
-    long long t_ = 0;
+    std::vector<Group> groups_;
 };
 
 } // namespace memtx

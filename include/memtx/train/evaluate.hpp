@@ -47,13 +47,15 @@ public:
         model_.reserve(options.batch, options.tgt_len, options.mem_len);
     }
 
-    EvalResult run(std::span<const std::int32_t> tokens, const char* split = "evaluation") {
+    // reach: when given, every layer's attention mass by distance is added to it.
+    EvalResult run(std::span<const std::int32_t> tokens, const char* split = "evaluation", AttentionReach* reach = nullptr) {
         const SegmentIterator it(tokens, options_.batch, options_.tgt_len, split);
         mem_.reset();
         StepOptions step;
         step.training = false;
         step.clamp_len = options_.clamp_len;
         step.same_length = options_.same_length;
+        step.reach = reach;
         double sum = 0;
         std::int64_t count = 0;
         std::int64_t n = it.n_segments();

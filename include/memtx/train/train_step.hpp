@@ -1,5 +1,7 @@
 #pragma once
-// One optimizer step as one call: zero grads, forward, backward, clip, Adam.
+// One optimizer step as one call: zero grads, forward, backward, clip, Adam. Layers that the
+// step skips (StepOptions::skip) keep their parameters and Adam state untouched.
+#include <array>
 #include <cstdint>
 #include <span>
 
@@ -13,12 +15,26 @@ struct StepResult {
     double grad_norm = 0;   // global gradient norm before clipping
 };
 
+// frozen[k] = 1 for the parameter groups (layout entries) of skipped layers.
+inline void frozen_groups(const ParamLayout& layout, const std::uint8_t* skip, std::span<std::uint8_t> frozen) {
+    for (std::size_t k = 0; k < layout.entries.size(); ++k) {
+        const int l = layout.entries[k].layer;
+        frozen[k] = skip && l >= 0 && skip[l] ? 1 : 0;
+    }
+}
+
+template <class Model>
+inline constexpr std::size_t max_param_groups = 13 * static_cast<std::size_t>(Model::shape.n_layer) + 4;
+
 template <class Model, class T>
 StepResult train_step(Model& model, Adam<T>& opt, std::span<const std::int32_t> x, std::span<const std::int32_t> y,
                       Memory<T>& mem, const StepOptions& step) {
     model.zero_grad();
     const SegmentLoss loss = model.forward_backward(x, y, mem, step);
-    const double norm = opt.step(model.parameters(), model.gradients());
+    std::array<std::uint8_t, max_param_groups<Model>> frozen{};
+    const std::size_t n = model.layout().entries.size();
+    frozen_groups(model.layout(), step.skip, std::span(frozen).first(n));
+    const double norm = opt.step(model.parameters(), model.gradients(), std::span<const std::uint8_t>(frozen.data(), n));
     return {loss.mean, norm};
 }
 

@@ -4,6 +4,8 @@
 // schedule, Adam with clipping, periodic validation, checkpoints (last K plus the best by
 // validation) and a JSON-lines metrics file; resume continues bit-identically.
 #include <algorithm>
+#include <bit>
+#include <optional>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -19,11 +21,25 @@
 #include "memtx/data/corpus.hpp"
 #include "memtx/data/segment_iterator.hpp"
 #include "memtx/io/checkpoint.hpp"
+#include "memtx/stochastic/cross_head.hpp"
+#include "memtx/stochastic/skip_retain.hpp"
 #include "memtx/train/adam.hpp"
+#include "memtx/train/attention_reach.hpp"
+#include "memtx/train/train_step.hpp"
 #include "memtx/train/evaluate.hpp"
 #include "memtx/train/schedule.hpp"
 
 namespace memtx {
+
+// The paper's methods in the trainer: Skip-Retain in phase 1, then vanilla phase 2 after a
+// number of steps or when validation stops improving; cross-head attention in both phases.
+struct MethodsConfig {
+    bool skip_retain = false;
+    SkipRetainOptions skip;
+    long long phase1_steps = 0;   // > 0: switch to phase 2 after this many optimizer steps
+    int phase1_patience = 0;      // > 0: switch when validation has not improved this many times
+    double cross_head_beta = 0.0; // 0: off
+};
 
 struct TrainerConfig {
     int batch = 16;
@@ -43,6 +59,8 @@ struct TrainerConfig {
     std::filesystem::path metrics_file;     // empty: no metrics file
     bool resume = false;                    // continue from the newest checkpoint in checkpoint_dir
     std::map<std::string, std::string> checkpoint_metadata;   // e.g. the preset name
+    MethodsConfig methods;
+    bool reach = false;           // report attention reach per layer on the validation split at the end
 };
 
 inline void validate(const TrainerConfig& c) {
@@ -58,6 +76,11 @@ inline void validate(const TrainerConfig& c) {
     require(c.keep_checkpoints > 0, "keep_checkpoints must be positive, got ", c.keep_checkpoints);
     require(!c.resume || !c.checkpoint_dir.empty(), "resume needs a checkpoint directory");
     require(!(c.same_length && c.mem_len == 0), "same_length needs mem_len > 0");
+    require(c.methods.phase1_steps >= 0, "phase-1 steps must be >= 0, got ", c.methods.phase1_steps);
+    require(c.methods.phase1_patience >= 0, "phase-1 patience must be >= 0, got ", c.methods.phase1_patience);
+    require(c.methods.skip_retain || (c.methods.phase1_steps == 0 && c.methods.phase1_patience == 0),
+            "a phase-1 length or patience needs Skip-Retain on");
+    CrossHead(CrossHeadOptions{c.methods.cross_head_beta});   // validates beta
     validate(c.eval);
     validate(c.schedule);
     validate(c.adam);
@@ -68,6 +91,9 @@ struct StepReport {
     double lr = 0, loss = 0, grad_norm = 0;
     double ms = 0;        // wall time of this step
     long long tokens = 0;
+    int phase = 1;
+    std::uint64_t skipped = 0;      // bit l: layer l skipped (first 64 layers)
+    std::uint64_t cross_head = 0;   // bit l: layer l's heads permuted
 };
 
 // Newest ckpt_<step>.safetensors in dir, or an empty path.
@@ -96,10 +122,17 @@ public:
         : model_(model), corpus_(corpus), config_((validate(config), std::move(config))),
           train_(corpus.train, config_.batch, config_.tgt_len, "training"),
           adam_(model, config_.adam), evaluator_(model, config_.eval),
-          x_(static_cast<std::size_t>(config_.batch) * config_.tgt_len), y_(x_.size()) {
+          x_(static_cast<std::size_t>(config_.batch) * config_.tgt_len), y_(x_.size()),
+          cross_head_(CrossHeadOptions{config_.methods.cross_head_beta}),
+          skip_mask_(static_cast<std::size_t>(Model::shape.n_layer), 0), frozen_(model.layout().entries.size(), 0),
+          maps_(static_cast<std::size_t>(Model::shape.n_layer) * Model::shape.n_head),
+          map_ptrs_(static_cast<std::size_t>(Model::shape.n_layer), nullptr) {
+        if (config_.methods.skip_retain) skip_.emplace(Model::shape.n_layer, config_.methods.skip);
         const int chunk = config_.batch / config_.batch_chunk;
         for (int c = 0; c < config_.batch_chunk; ++c) memories_.push_back(model.make_memory(chunk, config_.mem_len));
-        model_.reserve(chunk, config_.tgt_len, config_.mem_len);
+        // retained memories sit (age - 1) segments further back: plan for ages up to 8 (older
+        // ones, rare, grow the workspace once)
+        model_.reserve(chunk, config_.tgt_len, config_.mem_len, config_.methods.skip_retain ? 7 * config_.tgt_len : 0);
         // the validation and test splits must fit the evaluation shape before training starts
         SegmentIterator(corpus.valid, config_.eval.batch, config_.eval.tgt_len, "validation");
         SegmentIterator(corpus.test, config_.eval.batch, config_.eval.tgt_len, "test");
@@ -144,6 +177,25 @@ public:
         opt.clamp_len = config_.clamp_len;
         opt.same_length = config_.same_length;
         opt.loss_scale = 1.0 / config_.batch_chunk;
+        StepReport r;
+        r.phase = state_.phase;
+        const bool skipping = skip_.has_value() && state_.phase == 1;
+        if (skipping) {   // one draw per layer for the whole batch (all chunks)
+            skip_->draw(model_.options().seed, opt.step, skip_mask_);
+            opt.skip = skip_mask_.data();
+        }
+        if (cross_head_.beta() > 0) {
+            const int H = Model::shape.n_head;
+            for (int l = 0; l < Model::shape.n_layer; ++l) {
+                int* map = maps_.data() + static_cast<std::size_t>(l) * H;
+                const bool fired = cross_head_.draw(model_.options().seed, opt.step, l, std::span<int>(map, static_cast<std::size_t>(H)));
+                map_ptrs_[static_cast<std::size_t>(l)] = fired ? map : nullptr;
+                if (fired && l < 64) r.cross_head |= std::uint64_t{1} << l;
+            }
+            opt.head_maps = map_ptrs_.data();
+        }
+        for (int l = 0; l < Model::shape.n_layer && l < 64; ++l)
+            if (skipping && skip_mask_[static_cast<std::size_t>(l)]) r.skipped |= std::uint64_t{1} << l;
         double loss_sum = 0;
         for (int c = 0; c < config_.batch_chunk; ++c) {   // batch rows are contiguous: chunks are slices
             opt.batch_offset = static_cast<std::int64_t>(c) * chunk;
@@ -151,10 +203,10 @@ public:
             const auto ys = std::span<const std::int32_t>(y_).subspan(c * chunk_tokens, chunk_tokens);
             loss_sum += model_.forward_backward(xs, ys, memories_[static_cast<std::size_t>(c)], opt).sum;
         }
-        const double norm = adam_.step(model_.parameters(), model_.gradients());
+        frozen_groups(model_.layout(), opt.skip, frozen_);   // skipped layers: no optimizer update
+        const double norm = adam_.step(model_.parameters(), model_.gradients(), frozen_);
         ++state_.step;
         ++state_.segment;
-        StepReport r;
         r.step = state_.step;
         r.lr = lr;
         r.loss = loss_sum / static_cast<double>(n);
@@ -171,6 +223,7 @@ public:
     // per eval interval, then final validation and test.
     void run(std::ostream& log) {
         double window_loss = 0, window_ms = 0, total_ms = 0;
+        long long window_skipped = 0;
         long long window_tokens = 0, window_steps = 0, timed_steps = 0;
         while (!done()) {
             const StepReport r = step();
@@ -180,8 +233,10 @@ public:
             ++window_steps;
             total_ms += r.ms;
             ++timed_steps;
+            window_skipped += std::popcount(r.skipped);
             write_metric(detail::concat("{\"type\":\"train\",\"step\":", r.step, ",\"lr\":", num(r.lr), ",\"loss\":", num(r.loss),
-                                        ",\"grad_norm\":", num(r.grad_norm), ",\"ms\":", num(r.ms), "}"));
+                                        ",\"grad_norm\":", num(r.grad_norm), ",\"phase\":", r.phase, ",\"skipped\":",
+                                        layer_list(r.skipped), ",\"cross_head\":", layer_list(r.cross_head), ",\"ms\":", num(r.ms), "}"));
             if (r.step % config_.log_interval == 0 || done()) {
                 const double mean_loss = window_loss / window_steps, ms = window_ms / window_steps;
                 const double eta_s = (config_.max_step - r.step) * (total_ms / timed_steps) / 1e3;
@@ -190,13 +245,24 @@ public:
                               "step %7lld | lr %.3e | loss %.4f | %s %8.4f | grad norm %7.3f | %7.0f tok/s | %7.1f ms/step | ETA %s",
                               r.step, r.lr, mean_loss, metric_name().c_str(), metric(mean_loss), r.grad_norm,
                               window_tokens / (window_ms / 1e3), ms, format_duration(eta_s).c_str());
-                log << line << std::endl;
+                if (skip_) {
+                    char extra[96];
+                    std::snprintf(extra, sizeof extra, " | phase %d | skipped %.2f of layers", state_.phase,
+                                  static_cast<double>(window_skipped) / (window_steps * Model::shape.n_layer));
+                    log << line << extra << std::endl;
+                } else {
+                    log << line << std::endl;
+                }
                 if (metrics_.is_open()) metrics_.flush();   // readable while training runs
+                window_skipped = 0;
                 window_loss = window_ms = 0;
                 window_tokens = window_steps = 0;
             }
+            if (state_.phase == 1 && skip_ && config_.methods.phase1_steps > 0 && state_.step >= config_.methods.phase1_steps)
+                switch_to_phase2(log, "steps");
             if (r.step % config_.eval_interval == 0 || done()) validate_and_checkpoint(log);
         }
+        if (config_.reach) report_reach(log);
         const EvalResult test = evaluate_test();
         write_metric(detail::concat("{\"type\":\"test\",\"step\":", state_.step, ",\"loss\":", num(test.loss), ",\"",
                                     metric_name(), "\":", num(metric(test.loss)), ",\"tokens\":", test.tokens, "}"));
@@ -211,13 +277,51 @@ public:
         const EvalResult v = evaluate_valid();
         const bool best = v.loss < state_.best_valid;
         if (best) state_.best_valid = v.loss;
+        state_.stale_evals = best ? 0 : state_.stale_evals + 1;
         write_metric(detail::concat("{\"type\":\"valid\",\"step\":", state_.step, ",\"loss\":", num(v.loss), ",\"",
                                     metric_name(), "\":", num(metric(v.loss)), ",\"tokens\":", v.tokens, "}"));
         char line[160];
         std::snprintf(line, sizeof line, "valid | step %lld | loss %.4f | %s %.4f%s", state_.step, v.loss,
                       metric_name().c_str(), metric(v.loss), best ? " | best" : "");
         log << line << std::endl;
+        if (state_.phase == 1 && skip_ && config_.methods.phase1_patience > 0 &&
+            state_.stale_evals >= config_.methods.phase1_patience)
+            switch_to_phase2(log, "patience");
         if (!config_.checkpoint_dir.empty()) save(best);
+    }
+
+    // Ends Skip-Retain: from the next step on no layer is skipped; weights and optimizer state
+    // carry on, and retained memories return to age 1 as each layer writes its memory again.
+    void switch_to_phase2(std::ostream& log, const char* reason) {
+        require(skip_.has_value(), "phase switch requested, but Skip-Retain is off");
+        require(state_.phase == 1, "phase switch requested in phase ", state_.phase);
+        state_.phase = 2;
+        write_metric(detail::concat("{\"type\":\"phase\",\"step\":", state_.step, ",\"phase\":2,\"reason\":\"", reason, "\"}"));
+        log << "phase 2 (vanilla) from step " << state_.step << " (" << reason << ")" << std::endl;
+    }
+
+    // Attention reach per layer on the validation split (no skipping, fresh memory).
+    std::vector<LayerReach> measure_reach() {
+        AttentionReach reach(Model::shape.n_layer);
+        evaluator_.run(corpus_.valid, "validation", &reach);
+        std::vector<LayerReach> out;
+        for (int l = 0; l < Model::shape.n_layer; ++l) out.push_back(reach.layer(l));
+        return out;
+    }
+
+    void report_reach(std::ostream& log) {
+        const auto reach = measure_reach();
+        log << "attention reach on the validation split (tokens back; eval mem_len " << config_.eval.mem_len << ")\n";
+        for (std::size_t l = 0; l < reach.size(); ++l) {
+            char line[128];
+            std::snprintf(line, sizeof line, "  layer %2zu | mean %8.2f | p90 %6lld", l, reach[l].mean,
+                          static_cast<long long>(reach[l].p90));
+            log << line << "\n";
+            write_metric(detail::concat("{\"type\":\"reach\",\"step\":", state_.step, ",\"layer\":", l, ",\"mean\":",
+                                        num(reach[l].mean), ",\"p90\":", reach[l].p90, "}"));
+        }
+        log.flush();
+        if (metrics_.is_open()) metrics_.flush();
     }
 
     // Writes ckpt_<step>.safetensors (and best.safetensors), keeps the newest K.
@@ -258,6 +362,12 @@ private:
         if (metrics_.is_open()) metrics_ << json << '\n';
     }
     static std::string num(double v) { return detail::concat(std::setprecision(17), v); }
+    static std::string layer_list(std::uint64_t bits) {
+        std::string s = "[";
+        for (int l = 0; l < 64; ++l)
+            if (bits >> l & 1) s += (s.size() > 1 ? "," : "") + std::to_string(l);
+        return s + "]";
+    }
     static std::string format_duration(double s) {
         const long long t = static_cast<long long>(s + 0.5);
         char buf[32];
@@ -275,6 +385,11 @@ private:
     std::vector<std::int32_t> x_, y_;
     TrainState state_;
     std::ofstream metrics_;
+    CrossHead cross_head_;
+    std::optional<SkipRetain> skip_;
+    std::vector<std::uint8_t> skip_mask_, frozen_;
+    std::vector<int> maps_;
+    std::vector<const int*> map_ptrs_;
 };
 
 } // namespace memtx

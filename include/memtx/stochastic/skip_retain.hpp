@@ -1,0 +1,80 @@
+#pragma once
+// Skip-Retain (phase 1 of the paper's two-phase training): at each optimizer step every layer
+// is skipped with its own probability, one Bernoulli draw per layer shared by the whole batch.
+// A skipped layer is the identity, computes and stores nothing, gets no gradient and no
+// optimizer update, and keeps its old memory, whose age grows (see DESIGN.md 2.1).
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "memtx/core/error.hpp"
+#include "memtx/core/philox.hpp"
+
+namespace memtx {
+
+struct SkipRetainOptions {
+    enum class Schedule { linear, uniform, custom };
+    // linear: p(i) = 0.5 * i / N for layer i = 0..N-1, the last layer never skipped (the paper).
+    // uniform: p for every layer. custom: `probabilities`, one per layer.
+    Schedule schedule = Schedule::linear;
+    double p = 0.0;
+    std::vector<double> probabilities;
+};
+
+inline SkipRetainOptions::Schedule parse_skip_schedule(std::string_view s) {
+    if (s == "linear") return SkipRetainOptions::Schedule::linear;
+    if (s == "uniform") return SkipRetainOptions::Schedule::uniform;
+    if (s == "custom") return SkipRetainOptions::Schedule::custom;
+    throw Error(detail::concat("unknown skip schedule '", s, "' (expected linear, uniform or custom)"));
+}
+
+class SkipRetain {
+public:
+    SkipRetain(int n_layer, const SkipRetainOptions& o) : p_(static_cast<std::size_t>(n_layer)) {
+        require(n_layer > 0, "skip-retain: n_layer must be positive, got ", n_layer);
+        using S = SkipRetainOptions::Schedule;
+        switch (o.schedule) {
+        case S::linear:
+            for (int i = 0; i + 1 < n_layer; ++i) p_[static_cast<std::size_t>(i)] = 0.5 * i / n_layer;
+            break;
+        case S::uniform:
+            require(o.p >= 0 && o.p < 1, "skip probability must be in [0, 1), got ", o.p);
+            for (auto& p : p_) p = o.p;
+            break;
+        case S::custom:
+            require(o.probabilities.size() == p_.size(), "skip schedule has ", o.probabilities.size(),
+                    " probabilities for a model of ", n_layer, " layers");
+            for (std::size_t i = 0; i < p_.size(); ++i) {
+                require(o.probabilities[i] >= 0 && o.probabilities[i] < 1, "skip probability of layer ", i,
+                        " must be in [0, 1), got ", o.probabilities[i]);
+                p_[i] = o.probabilities[i];
+            }
+            break;
+        }
+    }
+
+    int n_layer() const { return static_cast<int>(p_.size()); }
+    double probability(int layer) const { return p_.at(static_cast<std::size_t>(layer)); }
+    // Expected fraction of layers skipped per step.
+    double expected_skip_fraction() const {
+        double s = 0;
+        for (double p : p_) s += p;
+        return s / static_cast<double>(p_.size());
+    }
+
+    // skip[l] = 1 when layer l is skipped at optimizer step `step`: a pure function of
+    // (seed, step, layer), so reruns, resumes and every backend draw the same.
+    void draw(std::uint64_t seed, std::uint64_t step, std::span<std::uint8_t> skip) const {
+        require(skip.size() == p_.size(), "skip mask holds ", skip.size(), " layers, the model ", p_.size());
+        for (std::size_t l = 0; l < p_.size(); ++l) {
+            const RandomStream rs{seed, step, static_cast<std::uint32_t>(l), RandomPurpose::skip_draw};
+            skip[l] = p_[l] > 0 && static_cast<double>(rs.uniform(0)) < p_[l] ? 1 : 0;
+        }
+    }
+
+private:
+    std::vector<double> p_;
+};
+
+} // namespace memtx

@@ -1,0 +1,408 @@
+// The paper's methods: Skip-Retain (skipped layers are the identity, keep their memory and
+// parameters, their memory ages and sits further back) and stochastic cross-head attention
+// (head maps, fused or by explicit gather), their random decisions, gradients and bad input.
+#include <catch2/catch.hpp>
+
+#include <omp.h>
+
+#include <cmath>
+#include <map>
+#include <sstream>
+
+#include <memtx/cpu/head_gather.hpp>
+#include <memtx/memtx.hpp>
+
+#include "gradcheck.hpp"
+
+using Catch::Matchers::Contains;
+
+namespace {
+constexpr memtx::ModelShape three{.n_layer = 3, .d_model = 16, .n_head = 3, .d_head = 4, .d_inner = 24, .vocab = 13};
+using Model = memtx::TransformerXL<three>;
+
+std::vector<std::int32_t> tokens(int n, int seed, int vocab) {
+    const auto v = gradcheck::random_values(static_cast<std::size_t>(n), static_cast<std::uint64_t>(seed));
+    std::vector<std::int32_t> t(static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) t[static_cast<std::size_t>(i)] = static_cast<std::int32_t>((v[static_cast<std::size_t>(i)] + 1) * 0.5 * vocab) % vocab;
+    return t;
+}
+
+template <class T>
+std::vector<T> slice(std::span<const T> s, const memtx::ParamEntry& e) {
+    return {s.begin() + static_cast<std::ptrdiff_t>(e.offset), s.begin() + static_cast<std::ptrdiff_t>(e.offset + e.numel())};
+}
+} // namespace
+
+TEST_CASE("a skipped layer keeps its memory, which ages, and its parameters and Adam state", "[methods][skip]") {
+    Model model({.seed = 3, .dropout = 0.1f});
+    memtx::Adam<float> adam(model, {.lr = 1e-2});
+    auto mem = model.make_memory(2, 6);
+    const auto x = tokens(8, 1, 13), y = tokens(8, 2, 13);
+    memtx::StepOptions opt;
+    memtx::train_step(model, adam, x, y, mem, opt);   // step 0: every layer writes its memory
+    REQUIRE(mem.rows(1) == 4);
+
+    const auto mem1 = std::vector<float>(mem.data(1, 0), mem.data(1, 0) + 2 * 6 * 16);   // both batch rows (capacity)
+    const std::uint8_t skip[3] = {0, 1, 0};
+    opt.skip = skip;
+    std::map<std::string, std::vector<float>> p_before, m_before, v_before;
+    for (const auto& e : model.layout().entries) {
+        p_before[e.name] = slice<float>(model.parameters(), e);
+        m_before[e.name] = slice<float>(adam.first_moment(), e);
+        v_before[e.name] = slice<float>(adam.second_moment(), e);
+    }
+    for (int s = 1; s <= 2; ++s) {
+        opt.step = static_cast<std::uint64_t>(s);
+        memtx::train_step(model, adam, x, y, mem, opt);
+        CHECK(mem.age(1) == 1 + s);          // (a) age grows by one per skipped step
+        CHECK(mem.age(0) == 1);
+        CHECK(mem.rows(1) == 4);             // retained rows, bit for bit
+        CHECK(std::equal(mem1.begin(), mem1.end(), mem.data(1, 0)));
+    }
+    CHECK(mem.rows(0) == 6);
+    for (const auto& e : model.layout().entries) {   // (b) untouched parameters and moments
+        INFO(e.name);
+        const bool in_skipped_layer = e.layer == 1;
+        CHECK((slice<float>(model.parameters(), e) == p_before[e.name]) == in_skipped_layer);
+        CHECK((slice<float>(adam.first_moment(), e) == m_before[e.name]) == in_skipped_layer);
+        CHECK((slice<float>(adam.second_moment(), e) == v_before[e.name]) == in_skipped_layer);
+    }
+    const auto& groups = adam.groups();
+    for (std::size_t k = 0; k < groups.size(); ++k)
+        CHECK(groups[k].step == (model.layout().entries[k].layer == 1 ? 1 : 3));
+
+    opt.skip = nullptr;
+    opt.step = 3;
+    memtx::train_step(model, adam, x, y, mem, opt);
+    CHECK(mem.age(1) == 1);   // written again
+    CHECK(mem.rows(1) == 6);
+}
+
+namespace {
+// Attention written the slow way: scores from explicitly computed distances.
+void naive_attention(const memtx::RelAttentionGeometry& g, int B, int H, int Dh, const std::vector<double>& q,
+                     const std::vector<double>& kv, const std::vector<double>& r, const std::vector<double>& u,
+                     const std::vector<double>& vb, const int* map, std::vector<double>& out) {
+    const int Q = g.q_len, K = g.k_len(), M = g.mem_rows, HD = H * Dh;
+    for (int b = 0; b < B; ++b)
+        for (int h = 0; h < H; ++h) {
+            const int s = map ? map[h] : h;
+            for (int i = 0; i < Q; ++i) {
+                std::vector<double> score(static_cast<std::size_t>(K), -INFINITY);
+                double mx = -INFINITY;
+                for (int j = 0; j < K; ++j) {
+                    if (j > M + i) continue;
+                    if (g.same_length && j <= i - g.same_length_shift) continue;
+                    int d = M + i - j + (j < M ? g.mem_offset : 0);   // shifted by (age-1)*Q
+                    if (g.clamp_len > 0) d = std::min(d, g.clamp_len);
+                    double ac = 0, bd = 0;
+                    for (int c = 0; c < Dh; ++c) {
+                        const double qc = q[static_cast<std::size_t>((b * Q + i) * HD + h * Dh + c)];
+                        ac += (qc + u[static_cast<std::size_t>(h * Dh + c)]) * kv[static_cast<std::size_t>((b * K + j) * 2 * HD + s * Dh + c)];
+                        bd += (qc + vb[static_cast<std::size_t>(h * Dh + c)]) * r[static_cast<std::size_t>(d * HD + s * Dh + c)];
+                    }
+                    score[static_cast<std::size_t>(j)] = (ac + bd) / std::sqrt(double(Dh));
+                    mx = std::max(mx, score[static_cast<std::size_t>(j)]);
+                }
+                double sum = 0;
+                for (auto& v : score) sum += v = std::exp(v - mx);
+                for (int c = 0; c < Dh; ++c) {
+                    double o = 0;
+                    for (int j = 0; j < K; ++j)
+                        o += score[static_cast<std::size_t>(j)] / sum * kv[static_cast<std::size_t>((b * K + j) * 2 * HD + HD + s * Dh + c)];
+                    out[static_cast<std::size_t>((b * Q + i) * HD + h * Dh + c)] = o;
+                }
+            }
+        }
+}
+
+struct AttentionSetup {
+    int B = 2, H = 3, Dh = 4, Q = 3;
+    memtx::RelAttentionGeometry geo;
+    int K = 0, ND = 0;
+    std::vector<double> q, kv, r, u, vb, probs, out, scratch, shared;
+    gradcheck::GemmBuffers<double> gb;
+    AttentionSetup(int mem_rows, int age, int clamp) {
+        geo.q_len = Q;
+        geo.mem_rows = mem_rows;
+        geo.mem_offset = (age - 1) * Q;
+        geo.clamp_len = clamp;
+        K = geo.k_len();
+        ND = memtx::rel_distance_count(geo);
+        const int HD = H * Dh;
+        q = gradcheck::random_values(static_cast<std::size_t>(B * Q * HD), 21);
+        kv = gradcheck::random_values(static_cast<std::size_t>(B * K * 2 * HD), 22);
+        r = gradcheck::random_values(static_cast<std::size_t>(ND * HD), 23);
+        u = gradcheck::random_values(static_cast<std::size_t>(HD), 24, 0.5);
+        vb = gradcheck::random_values(static_cast<std::size_t>(HD), 25, 0.5);
+        probs.resize(static_cast<std::size_t>(B * H * Q * K));
+        out.resize(static_cast<std::size_t>(B * Q * HD));
+        scratch.resize(static_cast<std::size_t>(omp_get_max_threads()) * memtx::cpu::RelAttentionScratch::per_thread(Q, K, ND, Dh));
+        shared.resize(memtx::cpu::RelAttentionBackwardScratch::shared(B, H, Q, ND, Dh));
+    }
+    memtx::cpu::RelAttentionParams<double> params(const int* map, const double* kvp, const double* rp) {
+        memtx::cpu::RelAttentionParams<double> p;
+        const int HD = H * Dh;
+        p.batch = B; p.n_head = H; p.d_head = Dh; p.geo = geo; p.n_dist = ND;
+        p.scale = 1.0 / std::sqrt(double(Dh));
+        p.head_map = map;
+        p.q = q.data(); p.ld_q = HD;
+        p.k = kvp; p.v = kvp + HD; p.ld_kv = 2 * HD;
+        p.r = rp; p.ld_r = HD;
+        p.r_w_bias = u.data(); p.r_r_bias = vb.data();
+        p.probs = probs.data(); p.out = out.data(); p.ld_out = HD;
+        p.gemm = gb.scratch;
+        return p;
+    }
+};
+} // namespace
+
+TEST_CASE("aged memory: attention equals plain attention on explicitly shifted distances", "[methods][skip]") {
+    for (int age : {1, 2, 4})
+        for (int clamp : {0, 7}) {
+            INFO("age " << age << " clamp " << clamp);
+            AttentionSetup a(5, age, clamp);
+            memtx::cpu::rel_attention_forward(a.params(nullptr, a.kv.data(), a.r.data()), a.scratch.data());
+            std::vector<double> ref(a.out.size());
+            naive_attention(a.geo, a.B, a.H, a.Dh, a.q, a.kv, a.r, a.u, a.vb, nullptr, ref);
+            CHECK(gradcheck::project(a.out, a.out) == Approx(gradcheck::project(ref, ref)).epsilon(1e-12));
+            for (std::size_t i = 0; i < ref.size(); ++i) REQUIRE(a.out[i] == Approx(ref[i]).margin(1e-12));
+        }
+}
+
+TEST_CASE("cross-head: the fused head map equals attention on explicitly gathered K/V/R", "[methods][cross_head]") {
+    const int map[3] = {2, 0, 1};
+    AttentionSetup a(4, 2, 0);
+    const int HD = a.H * a.Dh;
+    // fused: the attention reads the source head in place
+    memtx::cpu::rel_attention_forward(a.params(map, a.kv.data(), a.r.data()), a.scratch.data());
+    const auto fused = a.out;
+    std::vector<double> naive(a.out.size());
+    naive_attention(a.geo, a.B, a.H, a.Dh, a.q, a.kv, a.r, a.u, a.vb, map, naive);
+    for (std::size_t i = 0; i < naive.size(); ++i) REQUIRE(fused[i] == Approx(naive[i]).margin(1e-12));
+    // explicit: gather k, v (one gather over the k|v rows, 2H heads) and r, then identity attention
+    std::vector<double> kv_g(a.kv.size()), r_g(a.r.size());
+    const int map2[6] = {2, 0, 1, 5, 3, 4};   // k heads then v heads
+    memtx::cpu::gather_heads(kv_g.data(), 2 * HD, a.kv.data(), 2 * HD, a.B * a.K, 2 * a.H, a.Dh, map2);
+    memtx::cpu::gather_heads(r_g.data(), HD, a.r.data(), HD, a.ND, a.H, a.Dh, map);
+    memtx::cpu::rel_attention_forward(a.params(nullptr, kv_g.data(), r_g.data()), a.scratch.data());
+    for (std::size_t i = 0; i < fused.size(); ++i) REQUIRE(a.out[i] == Approx(fused[i]).margin(1e-13));
+
+    SECTION("gradients: the scatter of the gathered path equals the fused backward") {
+        const auto dout = gradcheck::random_values(a.out.size(), 31);
+        auto backward = [&](const int* m, const double* kvp, const double* rp, std::vector<double>& dkv, std::vector<double>& dr) {
+            auto p = a.params(m, kvp, rp);
+            memtx::cpu::rel_attention_forward(p, a.scratch.data());
+            dkv.assign(a.kv.size(), 0.0);
+            dr.assign(a.r.size(), 0.0);
+            std::vector<double> dq(a.q.size()), du(HD, 0.0), dvb(HD, 0.0);
+            memtx::cpu::RelAttentionGrads<double> g;
+            g.dout = dout.data(); g.ld_dout = HD;
+            g.dq = dq.data(); g.ld_dq = HD;
+            g.dk = dkv.data(); g.dv = dkv.data() + HD; g.ld_dkv = 2 * HD;
+            g.dr = dr.data(); g.ld_dr = HD;
+            g.dr_w_bias = du.data(); g.dr_r_bias = dvb.data();
+            memtx::cpu::rel_attention_backward(p, g, a.scratch.data(), a.shared.data());
+        };
+        std::vector<double> dkv_f, dr_f, dkv_g, dr_g;
+        backward(map, a.kv.data(), a.r.data(), dkv_f, dr_f);
+        backward(nullptr, kv_g.data(), r_g.data(), dkv_g, dr_g);
+        std::vector<double> dkv_s(a.kv.size(), 0.0), dr_s(a.r.size(), 0.0);
+        memtx::cpu::scatter_heads_add(dkv_s.data(), 2 * HD, dkv_g.data(), 2 * HD, a.B * a.K, 2 * a.H, a.Dh, map2);
+        memtx::cpu::scatter_heads_add(dr_s.data(), HD, dr_g.data(), HD, a.ND, a.H, a.Dh, map);
+        for (std::size_t i = 0; i < dkv_s.size(); ++i) REQUIRE(dkv_s[i] == Approx(dkv_f[i]).margin(1e-12));
+        for (std::size_t i = 0; i < dr_s.size(); ++i) REQUIRE(dr_s[i] == Approx(dr_f[i]).margin(1e-12));
+    }
+    SECTION("scatter sums into a source shared by several heads") {
+        const int many[2] = {1, 1};
+        std::vector<double> src(4, 0.0), d{1, 2, 3, 4};   // 1 row, 2 heads of 2
+        memtx::cpu::scatter_heads_add(src.data(), 4, d.data(), 4, 1, 2, 2, many);
+        CHECK(src == std::vector<double>{0, 0, 4, 6});
+    }
+}
+
+TEST_CASE("random decisions: the paper's schedule, reproducible from the seed", "[methods]") {
+    const memtx::SkipRetain paper(6, {});
+    CHECK(paper.probability(0) == 0.0);
+    CHECK(paper.probability(3) == Approx(0.25));
+    CHECK(paper.probability(5) == 0.0);   // the last layer is never skipped
+    CHECK(paper.expected_skip_fraction() == Approx(0.5 / 6 * (0 + 1 + 2 + 3 + 4) / 6));
+    const memtx::SkipRetain uniform(4, {.schedule = memtx::SkipRetainOptions::Schedule::uniform, .p = 0.3});
+    std::vector<int> count(4, 0);
+    std::uint8_t a[4], b[4];
+    for (std::uint64_t step = 0; step < 4000; ++step) {
+        uniform.draw(7, step, a);
+        uniform.draw(7, step, b);   // (f) same seed and step, same decisions
+        for (int l = 0; l < 4; ++l) {
+            REQUIRE(a[l] == b[l]);
+            count[static_cast<std::size_t>(l)] += a[l];
+        }
+    }
+    for (int c : count) CHECK(c / 4000.0 == Approx(0.3).margin(0.03));
+    uniform.draw(8, 0, b);
+    int differ = 0;
+    for (std::uint64_t step = 0; step < 50; ++step) {
+        uniform.draw(7, step, a);
+        uniform.draw(8, step, b);
+        for (int l = 0; l < 4; ++l) differ += a[l] != b[l];
+    }
+    CHECK(differ > 0);
+
+    const memtx::CrossHead always({.beta = 1.0});
+    std::map<std::vector<int>, int> perms;
+    for (std::uint64_t step = 0; step < 6000; ++step) {
+        std::vector<int> m(3), m2(3);
+        CHECK(always.draw(1, step, 2, m));
+        always.draw(1, step, 2, m2);
+        REQUIRE(m == m2);
+        ++perms[m];
+    }
+    CHECK(perms.size() == 6);   // every permutation of 3 heads, fixed points allowed
+    for (const auto& [p, n] : perms) CHECK(n / 6000.0 == Approx(1.0 / 6).margin(0.02));
+    const memtx::CrossHead never({.beta = 0.0});
+    std::vector<int> m(3);
+    CHECK_FALSE(never.draw(1, 0, 0, m));
+    CHECK(m == std::vector<int>{0, 1, 2});
+}
+
+TEST_CASE("gradients with skipping, aged memory and head permutations match finite differences", "[methods][gradcheck]") {
+    memtx::TransformerXL<three, memtx::Cpu, double> model({.seed = 5, .dropout = 0.1f, .init_std = 0.3f});
+    auto mem = model.make_memory(2, 5);
+    memtx::StepOptions warm;
+    warm.training = false;
+    for (int s = 0; s < 2; ++s) model.evaluate(tokens(6, 40 + s, 13), tokens(6, 50 + s, 13), mem, warm);
+    mem.set_age(0, 3);
+    mem.set_age(2, 2);
+    const std::uint8_t skip[3] = {0, 1, 0};
+    const int perm0[3] = {1, 2, 0}, perm2[3] = {2, 1, 0};
+    const int* maps[3] = {perm0, nullptr, perm2};
+    memtx::StepOptions opt;
+    opt.step = 9;
+    opt.skip = skip;
+    opt.head_maps = maps;
+    opt.clamp_len = 8;
+    const auto x = tokens(6, 1, 13), y = tokens(6, 2, 13);
+    const auto mem0 = mem;
+    model.zero_grad();
+    model.forward_backward(x, y, mem, opt);
+    CHECK(mem.age(1) == 2);
+    const std::vector<double> analytic(model.gradients().begin(), model.gradients().end());
+    for (const auto& e : model.layout().entries)
+        if (e.layer == 1)
+            for (std::size_t i = 0; i < e.numel(); ++i) REQUIRE(analytic[e.offset + i] == 0.0);
+    auto params = model.parameters();
+    auto loss = [&] {
+        auto m = mem0;
+        return model.evaluate(x, y, m, opt).mean;
+    };
+    const double err = gradcheck::relative_error(std::span<double>(params.data(), params.size()), loss, analytic);
+    INFO("relative error " << err);
+    CHECK(err < 1e-6);
+}
+
+TEST_CASE("bad input for the methods is a clear error", "[methods][bad_input]") {
+    using S = memtx::SkipRetainOptions::Schedule;
+    CHECK_THROWS_WITH(memtx::CrossHead({.beta = 1.5}), Contains("cross-head beta must be in [0, 1]"));
+    CHECK_THROWS_WITH(memtx::CrossHead({.beta = -0.1}), Contains("cross-head beta must be in [0, 1]"));
+    CHECK_THROWS_WITH(memtx::SkipRetain(4, {.schedule = S::uniform, .p = 1.0}), Contains("skip probability must be in [0, 1)"));
+    CHECK_THROWS_WITH(memtx::SkipRetain(4, {.schedule = S::custom, .probabilities = {0.1, 0.2}}),
+                      Contains("skip schedule has 2 probabilities for a model of 4 layers"));
+    CHECK_THROWS_WITH(memtx::SkipRetain(2, {.schedule = S::custom, .probabilities = {0.1, -0.2}}),
+                      Contains("skip probability of layer 1"));
+    CHECK_THROWS_WITH(memtx::parse_skip_schedule("geometric"), Contains("unknown skip schedule"));
+
+    Model model;
+    auto mem = model.make_memory(2, 4);
+    const auto x = tokens(8, 1, 13);
+    memtx::StepOptions eval;
+    eval.training = false;
+    const std::uint8_t skip[3] = {0, 1, 0};
+    eval.skip = skip;   // (e) evaluation never skips
+    CHECK_THROWS_WITH(model.evaluate(x, x, mem, eval), Contains("evaluation never skips layers or permutes heads"));
+    const int perm[3] = {1, 0, 2};
+    const int* maps[3] = {perm, perm, perm};
+    eval.skip = nullptr;
+    eval.head_maps = maps;
+    CHECK_THROWS_WITH(model.evaluate(x, x, mem, eval), Contains("evaluation never skips layers or permutes heads"));
+
+    const auto corpus = memtx::corpus_from_text(std::string(3000, 'a') + "bcd\n", memtx::CorpusKind::bytes, 0.2, 0.2, "t");
+    memtx::TrainerConfig cfg;
+    cfg.batch = 2;
+    cfg.tgt_len = cfg.eval.tgt_len = 8;
+    cfg.mem_len = cfg.eval.mem_len = 8;
+    cfg.eval.batch = 2;
+    cfg.methods.phase1_steps = 10;   // a phase length without Skip-Retain
+    CHECK_THROWS_WITH(memtx::Trainer<Model>(model, corpus, cfg), Contains("needs Skip-Retain on"));
+    cfg.methods.phase1_steps = 0;
+    cfg.methods.cross_head_beta = 2;
+    CHECK_THROWS_WITH(memtx::Trainer<Model>(model, corpus, cfg), Contains("cross-head beta"));
+    cfg.methods.cross_head_beta = 0;
+    memtx::Trainer<Model> t(model, corpus, cfg);
+    std::ostringstream log;
+    CHECK_THROWS_WITH(t.switch_to_phase2(log, "test"), Contains("Skip-Retain is off"));
+}
+
+TEST_CASE("two-phase training: decisions survive a resume, phase 2 never skips, ages return to 1", "[methods][trainer]") {
+    std::string text;
+    for (int i = 0; i < 300; ++i) text += "row " + std::to_string(i * 31 % 97) + " of text\n";
+    const auto corpus = memtx::corpus_from_text(text, memtx::CorpusKind::bytes, 0.1, 0.1, "t");
+    constexpr memtx::ModelShape s4{.n_layer = 4, .d_model = 16, .n_head = 2, .d_head = 8, .d_inner = 32, .vocab = 256};
+    using M4 = memtx::TransformerXL<s4>;
+    const auto dir = std::filesystem::temp_directory_path() / ("memtx_methods_" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir);
+    auto cfg = [&](const std::string& name, long long steps) {
+        memtx::TrainerConfig c;
+        c.batch = 2;
+        c.tgt_len = c.eval.tgt_len = 8;
+        c.mem_len = c.eval.mem_len = 8;
+        c.eval.batch = 2;
+        c.eval.max_segments = 2;
+        c.max_step = steps;
+        c.eval_interval = 4;
+        c.log_interval = 4;
+        c.checkpoint_dir = dir / name / "ckpt";
+        c.metrics_file = dir / name / "metrics.jsonl";
+        c.methods.skip_retain = true;
+        c.methods.skip = {.schedule = memtx::SkipRetainOptions::Schedule::uniform, .p = 0.5};
+        c.methods.phase1_steps = 8;
+        c.methods.cross_head_beta = 0.5;
+        return c;
+    };
+    std::ostringstream log;
+    M4 full({.seed = 2});
+    memtx::Trainer<M4>(full, corpus, cfg("full", 12)).run(log);
+    {
+        M4 part({.seed = 2});
+        memtx::Trainer<M4>(part, corpus, cfg("split", 4)).run(log);
+    }
+    M4 resumed({.seed = 2});
+    auto rc = cfg("split", 12);
+    rc.resume = true;
+    memtx::Trainer<M4> t(resumed, corpus, rc);
+    t.run(log);
+    CHECK(std::equal(full.parameters().begin(), full.parameters().end(), resumed.parameters().begin()));
+    auto lines = [](const std::filesystem::path& f) {
+        std::ifstream in(f);
+        std::vector<std::string> out;
+        for (std::string l; std::getline(in, l);)
+            if (l.find("\"type\":\"train\"") != std::string::npos) out.push_back(l.substr(0, l.find(",\"ms\"")));
+        return out;
+    };
+    const auto a = lines(dir / "full" / "metrics.jsonl"), b = lines(dir / "split" / "metrics.jsonl");
+    CHECK(a == b);   // (f) the same skips and permutations after the resume
+    REQUIRE(a.size() == 12);
+    int skipped_phase1 = 0;
+    for (int s = 0; s < 12; ++s) {
+        const bool phase2 = a[static_cast<std::size_t>(s)].find("\"phase\":2") != std::string::npos;
+        CHECK(phase2 == (s >= 8));
+        if (phase2) CHECK(a[static_cast<std::size_t>(s)].find("\"skipped\":[]") != std::string::npos);
+        else skipped_phase1 += a[static_cast<std::size_t>(s)].find("\"skipped\":[]") == std::string::npos;
+    }
+    CHECK(skipped_phase1 > 0);
+    for (int l = 0; l < 4; ++l) CHECK(t.memories()[0].age(l) == 1);   // phase 2 rewrote every memory
+    std::ifstream in(dir / "full" / "metrics.jsonl");
+    std::stringstream all;
+    all << in.rdbuf();
+    CHECK_THAT(all.str(), Contains("{\"type\":\"phase\",\"step\":8,\"phase\":2,\"reason\":\"steps\"}"));
+    std::filesystem::remove_all(dir);
+}
