@@ -5,6 +5,7 @@
 //   train_lm --corpus ptb-char --preset small --steps 4000
 //   train_lm --data file.txt --kind bytes      # any file, split 90/5/5
 //   train_lm --corpus ptb-char --resume        # continue from the newest checkpoint
+//   train_lm --corpus ptb-char --skip-retain --phase1-steps 3000 --cross-head-beta 0.1   # the paper's recipe
 #include <CLI/CLI.hpp>
 
 #include <cstdlib>
@@ -102,6 +103,21 @@ int main(int argc, char** argv) {
     app.add_option("--out", out_dir, "run folder: checkpoints and metrics.jsonl (default runs/<corpus>-<preset>)");
     app.add_option("--keep", t.keep_checkpoints, "checkpoints kept (plus best)")->check(CLI::Range(1, 1000));
     app.add_flag("--resume", t.resume, "continue from the newest checkpoint in the run folder");
+    std::string skip_schedule = "linear";
+    double skip_p = 0.0;
+    std::vector<double> skip_probs;
+    app.add_flag("--skip-retain", t.methods.skip_retain, "phase 1: Skip-Retain (skipped layers keep their old memory)");
+    app.add_option("--skip-schedule", skip_schedule, "linear (paper: p_i = 0.5 i / N, last layer 0) | uniform | custom")
+        ->check(CLI::IsMember({"linear", "uniform", "custom"}));
+    app.add_option("--skip-p", skip_p, "skip probability of every layer with --skip-schedule uniform")->check(CLI::Range(0.0, 0.999));
+    app.add_option("--skip-probs", skip_probs, "one skip probability per layer with --skip-schedule custom")->delimiter(',');
+    app.add_option("--phase1-steps", t.methods.phase1_steps, "switch to phase 2 (vanilla) after this many steps")
+        ->check(CLI::Range(0LL, 1LL << 40));
+    app.add_option("--phase1-patience", t.methods.phase1_patience, "switch to phase 2 when validation has not improved this many times")
+        ->check(CLI::Range(0, 1 << 20));
+    app.add_option("--cross-head-beta", t.methods.cross_head_beta, "probability of a head permutation per layer per step (paper: 0.1)")
+        ->check(CLI::Range(0.0, 1.0));
+    app.add_flag("--reach", t.reach, "report each layer's attention reach on the validation split at the end");
     app.add_option("--seed", o.seed, "seed of initialisation and every random decision");
     app.add_option("--threads", o.threads, "CPU threads (0: all cores)")->check(CLI::Range(0, 1024));
     CLI11_PARSE(app, argc, argv);
@@ -109,6 +125,7 @@ int main(int argc, char** argv) {
     try {
         if (o.threads > 0) memtx::set_num_threads(o.threads);
         t.schedule.kind = memtx::parse_schedule(schedule);
+        t.methods.skip = {memtx::parse_skip_schedule(skip_schedule), skip_p, skip_probs};
         t.schedule.max_step = t.max_step;
         if (t.eval.mem_len > 0 && !app.count("--eval-mem-len")) t.eval.mem_len = t.mem_len;
         if (!app.count("--eval-tgt-len")) t.eval.tgt_len = t.tgt_len;

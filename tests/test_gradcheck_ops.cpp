@@ -102,7 +102,7 @@ void check_attention(const AttentionCase& c) {
     std::vector<double> probs(B * H * Q * K), out(B * Q * HD);
     const int threads = omp_get_max_threads();
     std::vector<double> scratch(threads * memtx::cpu::RelAttentionScratch::per_thread(Q, K, ND, Dh));
-    std::vector<double> shared(memtx::cpu::RelAttentionBackwardScratch::shared(B, H, Q, ND, Dh));
+    std::vector<double> shared(memtx::cpu::RelAttentionBackwardScratch::shared(threads, B, H, ND, Dh));
 
     const gradcheck::GemmBuffers<double> gb;
     RelAttentionParams<double> p;
@@ -130,7 +130,7 @@ void check_attention(const AttentionCase& c) {
     g.dk = dkv.data(); g.dv = dkv.data() + HD; g.ld_dkv = 2 * HD;
     g.dr = dr.data(); g.ld_dr = HD;
     g.dr_w_bias = du.data(); g.dr_r_bias = dvb.data();
-    memtx::cpu::rel_attention_backward(p, g, scratch.data(), shared.data());
+    memtx::cpu::rel_attention_backward(p, g, scratch.data(), shared.data(), threads);
 
     CHECK(relative_error(q, loss, dq) < 1e-6);
     CHECK(relative_error(kv, loss, dkv) < 1e-6);

@@ -138,7 +138,7 @@ struct AttentionSetup {
         probs.resize(static_cast<std::size_t>(B * H * Q * K));
         out.resize(static_cast<std::size_t>(B * Q * HD));
         scratch.resize(static_cast<std::size_t>(omp_get_max_threads()) * memtx::cpu::RelAttentionScratch::per_thread(Q, K, ND, Dh));
-        shared.resize(memtx::cpu::RelAttentionBackwardScratch::shared(B, H, Q, ND, Dh));
+        shared.resize(memtx::cpu::RelAttentionBackwardScratch::shared(omp_get_max_threads(), B, H, ND, Dh));
     }
     memtx::cpu::RelAttentionParams<double> params(const int* map, const double* kvp, const double* rp) {
         memtx::cpu::RelAttentionParams<double> p;
@@ -202,7 +202,7 @@ TEST_CASE("cross-head: the fused head map equals attention on explicitly gathere
             g.dk = dkv.data(); g.dv = dkv.data() + HD; g.ld_dkv = 2 * HD;
             g.dr = dr.data(); g.ld_dr = HD;
             g.dr_w_bias = du.data(); g.dr_r_bias = dvb.data();
-            memtx::cpu::rel_attention_backward(p, g, a.scratch.data(), a.shared.data());
+            memtx::cpu::rel_attention_backward(p, g, a.scratch.data(), a.shared.data(), omp_get_max_threads());
         };
         std::vector<double> dkv_f, dr_f, dkv_g, dr_g;
         backward(map, a.kv.data(), a.r.data(), dkv_f, dr_f);

@@ -54,7 +54,7 @@ struct RelAttentionParams {
 // Per-thread scratch sizes, in elements, for forward and backward.
 struct RelAttentionScratch {
     static std::size_t per_thread(int q_len, int k_len, int n_dist, int d_head) {
-        return static_cast<std::size_t>(q_len) * (2 * d_head + n_dist + 2 * k_len);
+        return static_cast<std::size_t>(q_len) * (3 * d_head + n_dist + 2 * k_len);
     }
 };
 
@@ -187,25 +187,26 @@ struct RelAttentionGrads {
     T* dr_r_bias = nullptr;                     // (H, Dh) accumulated (+=)
 };
 
-// Backward scratch beyond the per-thread part: the distance-gradient and q+vb of every
-// (h, b) so that dR is one GEMM per head, plus per-(b,h) bias-gradient partials.
+// Backward scratch beyond the per-thread part: one dR accumulator (ND, H*Dh) per thread —
+// summed in thread order after a static schedule, so the result does not depend on timing —
+// and per-(b,h) partials of the bias gradients.
 struct RelAttentionBackwardScratch {
-    static std::size_t shared(int batch, int n_head, int q_len, int n_dist, int d_head) {
-        const std::size_t bhq = static_cast<std::size_t>(batch) * n_head * q_len;
-        return bhq * (n_dist + d_head) + 2 * static_cast<std::size_t>(batch) * n_head * d_head;
+    static std::size_t shared(int threads, int batch, int n_head, int n_dist, int d_head) {
+        return static_cast<std::size_t>(threads) * n_dist * n_head * d_head + 2 * static_cast<std::size_t>(batch) * n_head * d_head;
     }
 };
 
-// Backward: recomputes q+u, q+vb and dropout(P) from saved P and inputs.
+// Backward: recomputes q+u, q+vb and dropout(P) from saved P and inputs. `threads` is the
+// thread count the shared scratch was sized for.
 template <class T>
 void rel_attention_backward(const RelAttentionParams<T>& p, const RelAttentionGrads<T>& g, T* scratch,
-                            T* shared_scratch) {
+                            T* shared_scratch, int threads) {
     const int B = p.batch, H = p.n_head, Dh = p.d_head, Q = p.geo.q_len, K = p.geo.k_len(), ND = p.n_dist;
+    const int HD = H * Dh;
     const std::size_t per_thread = RelAttentionScratch::per_thread(Q, K, ND, Dh);
-    T* dbdf_all = shared_scratch;                                           // (H, B*Q, ND)
-    T* qv_all = dbdf_all + static_cast<std::size_t>(H) * B * Q * ND;        // (H, B*Q, Dh)
-    T* du_part = qv_all + static_cast<std::size_t>(H) * B * Q * Dh;         // (B*H, Dh)
-    T* dvb_part = du_part + static_cast<std::size_t>(B) * H * Dh;           // (B*H, Dh)
+    T* dr_acc = shared_scratch;                                               // (threads, ND, HD)
+    T* du_part = dr_acc + static_cast<std::size_t>(threads) * ND * HD;        // (B*H, Dh)
+    T* dvb_part = du_part + static_cast<std::size_t>(B) * H * Dh;             // (B*H, Dh)
 
     // With an injective head map (a permutation) every (b, h) writes its own dk/dv slice once;
     // otherwise heads that share a source are summed in order inside one batch row's task.
@@ -217,72 +218,84 @@ void rel_attention_backward(const RelAttentionParams<T>& p, const RelAttentionGr
         }
     const int tasks = injective ? B * H : B;
     const int heads_per_task = injective ? 1 : H;
+    int used_threads = 1;
 
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int task = 0; task < tasks; ++task) {
-        T* qu = scratch + static_cast<std::size_t>(omp_get_thread_num()) * per_thread;   // (Q,Dh)
-        T* g2 = qu + Q * Dh;                                                              // (Q,Dh)
-        T* pd = g2 + Q * Dh + static_cast<std::size_t>(Q) * ND;                           // (Q,K)
-        T* dp = pd + static_cast<std::size_t>(Q) * K;                                     // (Q,K)
-        for (int hh = 0; hh < heads_per_task; ++hh) {
-            const int b = injective ? task / H : task;
-            const int h = injective ? task % H : hh;
-            const int s = p.source(h);
-            const int bh = b * H + h;
-            const auto Qh = cmat(p.q + static_cast<std::int64_t>(b) * Q * p.ld_q + h * Dh, Q, Dh, p.ld_q);
-            const T* k_s = p.k + static_cast<std::int64_t>(b) * K * p.ld_kv + s * Dh;       // (K,Dh)
-            const T* v_s = p.v + static_cast<std::int64_t>(b) * K * p.ld_kv + s * Dh;       // (K,Dh)
-            const T* r_s = p.r + s * Dh;                                                      // (ND,Dh)
-            const T* dO = g.dout + static_cast<std::int64_t>(b) * Q * g.ld_dout + h * Dh;    // (Q,Dh)
-            T* dk_s = g.dk + static_cast<std::int64_t>(b) * K * g.ld_dkv + s * Dh;
-            T* dv_s = g.dv + static_cast<std::int64_t>(b) * K * g.ld_dkv + s * Dh;
-            const T beta_kv = injective ? T(0) : T(1);   // a permutation writes each source once
-            const T* P = p.probs + static_cast<std::size_t>(bh) * Q * K;
-            T* qv = qv_all + (static_cast<std::size_t>(h) * B + b) * Q * Dh;
-            T* dbdf = dbdf_all + (static_cast<std::size_t>(h) * B + b) * Q * ND;
+#pragma omp parallel num_threads(threads)
+    {
+        const int t = omp_get_thread_num();
+        T* acc = dr_acc + static_cast<std::size_t>(t) * ND * HD;
+        std::fill_n(acc, static_cast<std::size_t>(ND) * HD, T(0));
+        T* qu = scratch + static_cast<std::size_t>(t) * per_thread;   // (Q,Dh)
+        T* g2 = qu + Q * Dh;                                           // (Q,Dh)
+        T* qv = g2 + Q * Dh;                                           // (Q,Dh)
+        T* dbdf = qv + Q * Dh;                                         // (Q,ND)
+        T* pd = dbdf + static_cast<std::size_t>(Q) * ND;               // (Q,K)
+        T* dp = pd + static_cast<std::size_t>(Q) * K;                  // (Q,K)
+#pragma omp single
+        used_threads = omp_get_num_threads();
+#pragma omp for schedule(static)
+        for (int task = 0; task < tasks; ++task) {
+            for (int hh = 0; hh < heads_per_task; ++hh) {
+                const int b = injective ? task / H : task;
+                const int h = injective ? task % H : hh;
+                const int s = p.source(h);
+                const int bh = b * H + h;
+                const auto Qh = cmat(p.q + static_cast<std::int64_t>(b) * Q * p.ld_q + h * Dh, Q, Dh, p.ld_q);
+                const T* k_s = p.k + static_cast<std::int64_t>(b) * K * p.ld_kv + s * Dh;       // (K,Dh)
+                const T* v_s = p.v + static_cast<std::int64_t>(b) * K * p.ld_kv + s * Dh;       // (K,Dh)
+                const T* r_s = p.r + s * Dh;                                                      // (ND,Dh)
+                const T* dO = g.dout + static_cast<std::int64_t>(b) * Q * g.ld_dout + h * Dh;    // (Q,Dh)
+                T* dk_s = g.dk + static_cast<std::int64_t>(b) * K * g.ld_dkv + s * Dh;
+                T* dv_s = g.dv + static_cast<std::int64_t>(b) * K * g.ld_dkv + s * Dh;
+                const T beta_kv = injective ? T(0) : T(1);   // a permutation writes each source once
+                const T* P = p.probs + static_cast<std::size_t>(bh) * Q * K;
 
-            mat(qu, Q, Dh).noalias() = Qh.rowwise() + cvec(p.r_w_bias + h * Dh, Dh);
-            mat(qv, Q, Dh).noalias() = Qh.rowwise() + cvec(p.r_r_bias + h * Dh, Dh);
+                mat(qu, Q, Dh).noalias() = Qh.rowwise() + cvec(p.r_w_bias + h * Dh, Dh);
+                mat(qv, Q, Dh).noalias() = Qh.rowwise() + cvec(p.r_r_bias + h * Dh, Dh);
 
-            const T* pused = P;
-            if (p.dropatt > 0.0f) {
-                detail::dropout_probs(pd, P, p, b, h);
-                pused = pd;
+                const T* pused = P;
+                if (p.dropatt > 0.0f) {
+                    detail::dropout_probs(pd, P, p, b, h);
+                    pused = pd;
+                }
+                gemm(p.gemm, true, false, K, Dh, Q, T(1), pused, K, dO, g.ld_dout, beta_kv, dv_s, g.ld_dkv);   // dV (K,Dh)
+                gemm(p.gemm, false, true, Q, K, Dh, T(1), dO, g.ld_dout, v_s, p.ld_kv, T(0), dp, K);   // d dropout(P)
+                if (p.dropatt > 0.0f) detail::dropout_probs(dp, dp, p, b, h);       // dP
+                std::fill_n(dbdf, static_cast<std::size_t>(Q) * ND, T(0));
+                for (int i = 0; i < Q; ++i) {
+                    const KeyRange kr = rel_key_range(p.geo, i);
+                    const Eigen::Index n = kr.last - kr.first + 1;
+                    const auto pr = cvec(P + static_cast<std::size_t>(i) * K + kr.first, n);
+                    T* row = dp + static_cast<std::size_t>(i) * K;
+                    auto dr = vec(row + kr.first, n);
+                    const T dot = pr.dot(dr);
+                    dr = (pr.array() * (dr.array() - dot) * p.scale).matrix();   // dAC = dBD = dS * scale
+                    std::fill(row, row + kr.first, T(0));
+                    std::fill(row + kr.last + 1, row + K, T(0));
+                    detail::scatter_bd(dbdf + static_cast<std::size_t>(i) * ND, row, p.geo, i, kr);
+                }
+                auto dQh = mat(g.dq + static_cast<std::int64_t>(b) * Q * g.ld_dq + h * Dh, Q, Dh, g.ld_dq);
+                gemm(p.gemm, true, false, K, Dh, Q, T(1), dp, K, qu, Dh, beta_kv, dk_s, g.ld_dkv);     // dK (K,Dh)
+                gemm(p.gemm, false, false, Q, Dh, K, T(1), dp, K, k_s, p.ld_kv, T(0), qu, Dh);         // G1 = dAC K
+                gemm(p.gemm, false, false, Q, Dh, ND, T(1), dbdf, ND, r_s, p.ld_r, T(0), g2, Dh);      // G2 = dBD R
+                gemm(p.gemm, true, false, ND, Dh, Q, T(1), dbdf, ND, qv, Dh, T(1), acc + s * Dh, HD);  // dR_s += dBD^T (q+vb)
+                dQh = mat(qu, Q, Dh) + mat(g2, Q, Dh);
+                std::fill_n(du_part + static_cast<std::size_t>(bh) * Dh, Dh, T(0));
+                std::fill_n(dvb_part + static_cast<std::size_t>(bh) * Dh, Dh, T(0));
+                add_column_sums(du_part + static_cast<std::size_t>(bh) * Dh, qu, Q, Dh);
+                add_column_sums(dvb_part + static_cast<std::size_t>(bh) * Dh, g2, Q, Dh);
             }
-            gemm(p.gemm, true, false, K, Dh, Q, T(1), pused, K, dO, g.ld_dout, beta_kv, dv_s, g.ld_dkv);   // dV (K,Dh)
-            gemm(p.gemm, false, true, Q, K, Dh, T(1), dO, g.ld_dout, v_s, p.ld_kv, T(0), dp, K);   // d dropout(P)
-            if (p.dropatt > 0.0f) detail::dropout_probs(dp, dp, p, b, h);       // dP
-            std::fill_n(dbdf, static_cast<std::size_t>(Q) * ND, T(0));
-            for (int i = 0; i < Q; ++i) {
-                const KeyRange kr = rel_key_range(p.geo, i);
-                const Eigen::Index n = kr.last - kr.first + 1;
-                const auto pr = cvec(P + static_cast<std::size_t>(i) * K + kr.first, n);
-                T* row = dp + static_cast<std::size_t>(i) * K;
-                auto dr = vec(row + kr.first, n);
-                const T dot = pr.dot(dr);
-                dr = (pr.array() * (dr.array() - dot) * p.scale).matrix();   // dAC = dBD = dS * scale
-                std::fill(row, row + kr.first, T(0));
-                std::fill(row + kr.last + 1, row + K, T(0));
-                detail::scatter_bd(dbdf + static_cast<std::size_t>(i) * ND, row, p.geo, i, kr);
-            }
-            auto dQh = mat(g.dq + static_cast<std::int64_t>(b) * Q * g.ld_dq + h * Dh, Q, Dh, g.ld_dq);
-            gemm(p.gemm, true, false, K, Dh, Q, T(1), dp, K, qu, Dh, beta_kv, dk_s, g.ld_dkv);     // dK (K,Dh)
-            gemm(p.gemm, false, false, Q, Dh, K, T(1), dp, K, k_s, p.ld_kv, T(0), qu, Dh);         // G1 = dAC K
-            gemm(p.gemm, false, false, Q, Dh, ND, T(1), dbdf, ND, r_s, p.ld_r, T(0), g2, Dh);      // G2 = dBD R
-            dQh = mat(qu, Q, Dh) + mat(g2, Q, Dh);
-            std::fill_n(du_part + static_cast<std::size_t>(bh) * Dh, Dh, T(0));
-            std::fill_n(dvb_part + static_cast<std::size_t>(bh) * Dh, Dh, T(0));
-            add_column_sums(du_part + static_cast<std::size_t>(bh) * Dh, qu, Q, Dh);
-            add_column_sums(dvb_part + static_cast<std::size_t>(bh) * Dh, g2, Q, Dh);
         }
     }
 
-    // dR of each source head: one GEMM over all batch rows, heads in order (any head map).
-    for (int d = 0; d < ND; ++d) std::fill_n(g.dr + static_cast<std::int64_t>(d) * g.ld_dr, H * Dh, T(0));
-    for (int h = 0; h < H; ++h) {
-        const int s = p.source(h);
-        gemm(p.gemm, true, false, ND, Dh, B * Q, T(1), dbdf_all + static_cast<std::size_t>(h) * B * Q * ND, ND,
-             qv_all + static_cast<std::size_t>(h) * B * Q * Dh, Dh, T(1), g.dr + s * Dh, g.ld_dr);
+    // dR: the per-thread accumulators summed in thread order.
+    for (int d = 0; d < ND; ++d) {
+        T* out = g.dr + static_cast<std::int64_t>(d) * g.ld_dr;
+        std::copy_n(dr_acc + static_cast<std::size_t>(d) * HD, HD, out);
+        for (int t = 1; t < used_threads; ++t) {
+            const T* a = dr_acc + (static_cast<std::size_t>(t) * ND + d) * HD;
+            for (int c = 0; c < HD; ++c) out[c] += a[c];
+        }
     }
     for (int b = 0; b < B; ++b)
         for (int h = 0; h < H; ++h)

@@ -217,7 +217,7 @@ private:
         scratch_.d_c2 = S.pre_lnorm ? arena.take(BK * D) : nullptr;
         scratch_.attn_thread = arena.take(static_cast<std::size_t>(plan_.threads) *
                                           cpu::RelAttentionScratch::per_thread(Q, Kc, NDc, S.d_head));
-        scratch_.attn_shared = arena.take(cpu::RelAttentionBackwardScratch::shared(B, H, Q, NDc, S.d_head));
+        scratch_.attn_shared = arena.take(cpu::RelAttentionBackwardScratch::shared(plan_.threads, B, H, NDc, S.d_head));
         gemm_.threads = plan_.threads;
         gemm_.buffers = arena.take(static_cast<std::size_t>(plan_.threads) * cpu::GemmScratch<T>::per_thread());
     }

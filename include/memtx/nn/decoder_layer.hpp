@@ -218,7 +218,7 @@ void decoder_layer_backward(const LayerDims& d, const LayerTensors<const T>& w, 
     g.dk = s.d_kv; g.dv = s.d_kv + HD; g.ld_dkv = 2 * HD;
     g.dr = s.d_r; g.ld_dr = HD;
     g.dr_w_bias = gw.r_w_bias; g.dr_r_bias = gw.r_r_bias;
-    cpu::rel_attention_backward(detail::attention_params(d, w, a, rnd, head_map, gs), g, s.attn_thread, s.attn_shared);
+    cpu::rel_attention_backward(detail::attention_params(d, w, a, rnd, head_map, gs), g, s.attn_thread, s.attn_shared, gs.threads);
 
     // projections: r (no gradient to R), k|v over all rows, q over segment rows
     cpu::linear_backward(gs, static_cast<T*>(nullptr), gw.r_w, static_cast<T*>(nullptr), s.d_r, R, w.r_w, d.n_dist, D, HD);
