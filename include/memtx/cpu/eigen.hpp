@@ -1,6 +1,7 @@
 #pragma once
 // Row-major Eigen maps over raw buffers: the CPU backend never owns memory through Eigen.
 #include <Eigen/Core>
+#include <algorithm>
 
 namespace memtx::cpu {
 
@@ -29,24 +30,37 @@ VectorMap<T> vec(T* p, Eigen::Index n) { return VectorMap<T>(p, n); }
 template <class T>
 ConstVectorMap<T> cvec(const T* p, Eigen::Index n) { return ConstVectorMap<T>(p, n); }
 
-// out[c] += sum over rows r of x[r*ld + c], rows in order: the same bits whatever the
-// pointers' alignment (Eigen's colwise().sum() peels by alignment).
+// out[c] += sum over rows r of x[r*ld + c], rows in order for every column: the same bits
+// whatever the pointers' alignment (Eigen's colwise().sum() peels by alignment) and whatever
+// the thread count (threads split the columns, never the rows).
 template <class T>
 void add_column_sums(T* out, const T* x, Eigen::Index rows, Eigen::Index cols, Eigen::Index ld = -1) {
     ld = ld < 0 ? cols : ld;
-    for (Eigen::Index r = 0; r < rows; ++r) {
-        const T* row = x + r * ld;
-        for (Eigen::Index c = 0; c < cols; ++c) out[c] += row[c];
+    constexpr Eigen::Index kBlock = 64;   // columns per task: whole cache lines
+    const Eigen::Index blocks = (cols + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) if (rows * cols > 65536 && blocks > 1)
+    for (Eigen::Index blk = 0; blk < blocks; ++blk) {
+        const Eigen::Index c0 = blk * kBlock, c1 = std::min(cols, c0 + kBlock);
+        for (Eigen::Index r = 0; r < rows; ++r) {
+            const T* row = x + r * ld;
+            for (Eigen::Index c = c0; c < c1; ++c) out[c] += row[c];
+        }
     }
 }
 
-// out[c] += sum over rows of x[r,c] * y[r,c] (rows in order).
+// out[c] += sum over rows of x[r,c] * y[r,c] (rows in order; threads split the columns).
 template <class T>
 void add_column_dot(T* out, const T* x, const T* y, Eigen::Index rows, Eigen::Index cols) {
-    for (Eigen::Index r = 0; r < rows; ++r) {
-        const T* a = x + r * cols;
-        const T* b = y + r * cols;
-        for (Eigen::Index c = 0; c < cols; ++c) out[c] += a[c] * b[c];
+    constexpr Eigen::Index kBlock = 64;
+    const Eigen::Index blocks = (cols + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) if (rows * cols > 65536 && blocks > 1)
+    for (Eigen::Index blk = 0; blk < blocks; ++blk) {
+        const Eigen::Index c0 = blk * kBlock, c1 = std::min(cols, c0 + kBlock);
+        for (Eigen::Index r = 0; r < rows; ++r) {
+            const T* a = x + r * cols;
+            const T* b = y + r * cols;
+            for (Eigen::Index c = c0; c < c1; ++c) out[c] += a[c] * b[c];
+        }
     }
 }
 

@@ -47,6 +47,7 @@ public:
     // d_model, batch rows `k_len` apart) — the layer's [old memory; input].
     void write(int l, const T* concat, int k_len) {
         const int keep = std::min(mem_len_, k_len);
+#pragma omp parallel for schedule(static)
         for (int b = 0; b < batch_; ++b)
             std::copy_n(concat + (static_cast<std::size_t>(b) * k_len + (k_len - keep)) * d_model_,
                         static_cast<std::size_t>(keep) * d_model_, data(l, b));

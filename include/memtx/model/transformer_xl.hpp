@@ -16,6 +16,7 @@
 #include "memtx/core/config.hpp"
 #include "memtx/core/error.hpp"
 #include "memtx/core/philox.hpp"
+#include "memtx/cpu/copy.hpp"
 #include "memtx/cpu/dropout.hpp"
 #include "memtx/cpu/gemm.hpp"
 #include "memtx/cpu/linear.hpp"
@@ -306,6 +307,7 @@ private:
         // embedding: h0 = emb[x] * sqrt(D), dropout
         const T emb_scale = std::sqrt(T(D));
         const T* emb = params_.data() + layout_.word_emb;
+#pragma omp parallel for schedule(static)
         for (int n = 0; n < N; ++n)
             for (int c = 0; c < D; ++c)
                 hid_[0][static_cast<std::size_t>(n) * D + c] = emb[static_cast<std::size_t>(x[n]) * D + c] * emb_scale;
@@ -319,7 +321,7 @@ private:
 
         for (int l = 0; l < S.n_layer; ++l) {
             if (skipped(opt, l)) {   // the identity: nothing computed or saved
-                std::copy_n(hid_[l], static_cast<std::size_t>(N) * D, hid_[l + 1]);
+                cpu::parallel_copy(hid_[l], static_cast<std::size_t>(N) * D, hid_[l + 1]);
                 continue;
             }
             const auto dims = layer_dims(mem, l, B, Q, opt);
@@ -335,7 +337,7 @@ private:
         }
 
         // output: dropout, logits = h W^T + b, cross-entropy
-        std::copy_n(hid_[S.n_layer], static_cast<std::size_t>(N) * D, out_in_);
+        cpu::parallel_copy(hid_[S.n_layer], static_cast<std::size_t>(N) * D, out_in_);
         nn::detail::dropout_rows(out_in_, N, D, stream(RandomPurpose::dropout_output, opt), row0, p_drop);
         T* z = logits_out ? logits_out : probs_;
         cpu::linear_forward(gemm_, z, out_in_, params_.data() + layout_.out_w, params_.data() + layout_.out_b, N, D, V);

@@ -9,6 +9,7 @@
 
 #include "memtx/core/philox.hpp"
 #include "memtx/core/rel_position.hpp"
+#include "memtx/cpu/copy.hpp"
 #include "memtx/cpu/dropout.hpp"
 #include "memtx/cpu/gemm.hpp"
 #include "memtx/cpu/layer_norm.hpp"
@@ -115,6 +116,7 @@ void decoder_layer_forward(const LayerDims& d, const LayerTensors<const T>& w, L
     const int HD = d.d_attn(), Di = d.d_inner, N = B * Q;
     const std::int64_t row0 = rnd.batch_offset * Q;
 
+#pragma omp parallel for schedule(static)
     for (int b = 0; b < B; ++b) {   // c = [m; h]
         T* cb = a.c + static_cast<std::size_t>(b) * K * D;
         if (M > 0) std::copy_n(mem(b), static_cast<std::size_t>(M) * D, cb);
@@ -178,10 +180,10 @@ void decoder_layer_backward(const LayerDims& d, const LayerTensors<const T>& w, 
         cpu::layer_norm_backward(s.d_tmp, gw.ff_ln_w, gw.ff_ln_b, dout, a.out_xhat, a.out_rstd, w.ff_ln_w, N, D);
         d_res2 = s.d_tmp;
     }
-    std::copy_n(d_res2, n_d, s.d_mid);      // residual path
+    cpu::parallel_copy(d_res2, n_d, s.d_mid);   // residual path
     // dropout backward of the FFN output, then W2
     T* d_y = dh;                            // dh is free until the end: use as scratch
-    std::copy_n(d_res2, n_d, d_y);
+    cpu::parallel_copy(d_res2, n_d, d_y);
     detail::dropout_rows(d_y, N, D, rnd.ff_out, row0, rnd.dropout);
     cpu::linear_backward(gs, s.d_f1, gw.ff2_w, gw.ff2_b, d_y, a.f1, w.ff2_w, N, Di, D);
     // relu and inner dropout: f1 > 0 exactly where the unit was active and kept
@@ -206,9 +208,9 @@ void decoder_layer_backward(const LayerDims& d, const LayerTensors<const T>& w, 
         cpu::layer_norm_backward(s.d_tmp, gw.attn_ln_w, gw.attn_ln_b, s.d_mid, a.mid_xhat, a.mid_rstd, w.attn_ln_w, N, D);
         d_res1 = s.d_tmp;
     }
-    std::copy_n(d_res1, n_d, dh);           // residual path to the input
+    cpu::parallel_copy(d_res1, n_d, dh);        // residual path to the input
     T* d_o = d.pre_lnorm ? s.d_tmp : s.d_mid;   // whichever buffer d_res1 is not
-    std::copy_n(d_res1, n_d, d_o);
+    cpu::parallel_copy(d_res1, n_d, d_o);
     detail::dropout_rows(d_o, N, D, rnd.attn_out, row0, rnd.dropout);
     cpu::linear_backward(gs, s.d_attn, gw.o_w, static_cast<T*>(nullptr), d_o, a.attn_vec, w.o_w, N, HD, D);
 

@@ -2,6 +2,7 @@
 // Adam (PyTorch semantics: bias-corrected, eps added after the square root, no weight decay)
 // with global-norm gradient clipping (torch.nn.utils.clip_grad_norm_: scale by
 // max_norm / (norm + 1e-6) when that is below 1). Moments live in one flat buffer each.
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -88,14 +89,17 @@ public:
     std::span<const T> first_moment() const { return m_; }
     std::span<const T> second_moment() const { return v_; }
 
-    // Clips g (global norm over all of it), then one Adam update of every group not frozen
+    // Clips g (global norm over all of it; g itself is left as it is), then one Adam update of every group not frozen
     // (frozen[k] != 0 freezes group k; empty: none). Returns the norm before clipping.
     double step(std::span<T> p, std::span<T> g, std::span<const std::uint8_t> frozen = {}) {
         require(p.size() == m_.size() && g.size() == m_.size(), "Adam: ", p.size(), " parameters and ", g.size(),
                 " gradients for an optimizer made for ", m_.size());
         require(frozen.empty() || frozen.size() == groups_.size(), "Adam: ", frozen.size(), " frozen flags for ",
                 groups_.size(), " parameter groups");
-        const double norm = clip_global_norm(g, options_.clip);
+        // clipping folded into the update: g is read once more, never rewritten
+        const double norm = global_norm(std::span<const T>(g));
+        const double coef = options_.clip > 0 ? std::min(1.0, options_.clip / (norm + 1e-6)) : 1.0;
+        const T clip_scale = static_cast<T>(coef);
         const double b1 = options_.beta1, b2 = options_.beta2;
         const T eps = static_cast<T>(options_.eps);
         const T tb1 = static_cast<T>(b1), tb2 = static_cast<T>(b2);
@@ -113,8 +117,9 @@ public:
             T* vv = v_.data() + gr.offset;
 #pragma omp parallel for schedule(static) if (gr.size > 65536)
             for (std::ptrdiff_t i = 0; i < static_cast<std::ptrdiff_t>(gr.size); ++i) {
-                mm[i] = tb1 * mm[i] + (T(1) - tb1) * gg[i];
-                vv[i] = tb2 * vv[i] + (T(1) - tb2) * gg[i] * gg[i];
+                const T gi = coef < 1.0 ? gg[i] * clip_scale : gg[i];
+                mm[i] = tb1 * mm[i] + (T(1) - tb1) * gi;
+                vv[i] = tb2 * vv[i] + (T(1) - tb2) * gi * gi;
                 pp[i] -= step_size * mm[i] / (std::sqrt(vv[i]) * inv_sqrt_bc2 + eps);
             }
         }
