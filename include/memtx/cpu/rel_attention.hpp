@@ -123,6 +123,29 @@ void scatter_bd(T* dbd, const T* ds, const RelAttentionGeometry& g, int i, KeyRa
     });
 }
 
+// Causal attention never reads keys past M + i, nor distances past those keys': the query
+// rows are taken in two blocks, and the first (earlier rows) multiplies only the keys and
+// distance rows it can see (an eighth of the attention FLOPs saved at M = Q).
+struct RowBlock {
+    int first, last;   // rows [first, last)
+    int keys;          // keys 0..keys-1 visible to the block
+    int dists;         // distance rows 0..dists-1 it reads
+};
+inline int row_blocks(const RelAttentionGeometry& g, int n_dist, RowBlock out[2]) {
+    const int Q = g.q_len, K = g.k_len(), half = (Q + 1) / 2;
+    const int n = Q > 1 ? 2 : 1;
+    for (int k = 0; k < n; ++k) {
+        RowBlock& b = out[k];
+        // the later rows first: they see every key, so with a permutation they write dK/dV whole
+        b.first = n == 2 && k == 0 ? half : 0;
+        b.last = n == 2 && k == 1 ? half : Q;
+        b.keys = g.causal ? std::min(K, g.mem_rows + b.last) : K;
+        const int max_dist = g.mem_rows > 0 ? g.mem_rows + b.last - 1 + g.mem_offset : b.last - 1;
+        b.dists = g.causal ? std::min(n_dist, (g.clamp_len > 0 ? std::min(max_dist, g.clamp_len) : max_dist) + 1) : n_dist;
+    }
+    return n;
+}
+
 // No two heads read the same source (O(H^2), no allocation: H is small).
 inline bool is_injective(const int* map, int n) {
     if (!map) return true;
@@ -153,8 +176,16 @@ void rel_attention_forward(const RelAttentionParams<T>& p, T* scratch) {
         mat(qu, Q, Dh).noalias() = Qh.rowwise() + cvec(p.r_w_bias + h * Dh, Dh);
         mat(qv, Q, Dh).noalias() = Qh.rowwise() + cvec(p.r_r_bias + h * Dh, Dh);
         T* P = p.probs + static_cast<std::size_t>(bh) * Q * K;                            // (Q,K)
-        gemm(p.gemm, false, true, Q, K, Dh, T(1), qu, Dh, k_s, p.ld_kv, T(0), P, K);        // AC
-        gemm(p.gemm, false, true, Q, ND, Dh, T(1), qv, Dh, r_s, p.ld_r, T(0), bdf, ND);     // BD by distance
+        detail::RowBlock blocks[2];
+        const int n_blocks = detail::row_blocks(p.geo, ND, blocks);
+        for (int k = 0; k < n_blocks; ++k) {
+            const auto& rb = blocks[k];
+            const int rows = rb.last - rb.first;
+            gemm(p.gemm, false, true, rows, rb.keys, Dh, T(1), qu + rb.first * Dh, Dh, k_s, p.ld_kv, T(0),
+                 P + static_cast<std::size_t>(rb.first) * K, K);                                   // AC
+            gemm(p.gemm, false, true, rows, rb.dists, Dh, T(1), qv + rb.first * Dh, Dh, r_s, p.ld_r, T(0),
+                 bdf + static_cast<std::size_t>(rb.first) * ND, ND);                               // BD by distance
+        }
         for (int i = 0; i < Q; ++i) {
             T* row = P + static_cast<std::size_t>(i) * K;
             const KeyRange kr = rel_key_range(p.geo, i);
@@ -171,8 +202,11 @@ void rel_attention_forward(const RelAttentionParams<T>& p, T* scratch) {
             detail::dropout_probs(pd, P, p, b, h);
             used = pd;
         }
-        gemm(p.gemm, false, false, Q, Dh, K, T(1), used, K, v_s, p.ld_kv, T(0),
-             p.out + static_cast<std::int64_t>(b) * Q * p.ld_out + h * Dh, p.ld_out);
+        for (int k = 0; k < n_blocks; ++k) {
+            const auto& rb = blocks[k];
+            gemm(p.gemm, false, false, rb.last - rb.first, Dh, rb.keys, T(1), used + static_cast<std::size_t>(rb.first) * K, K,
+                 v_s, p.ld_kv, T(0), p.out + (static_cast<std::int64_t>(b) * Q + rb.first) * p.ld_out + h * Dh, p.ld_out);
+        }
     }
 }
 
@@ -258,8 +292,17 @@ void rel_attention_backward(const RelAttentionParams<T>& p, const RelAttentionGr
                     detail::dropout_probs(pd, P, p, b, h);
                     pused = pd;
                 }
-                gemm(p.gemm, true, false, K, Dh, Q, T(1), pused, K, dO, g.ld_dout, beta_kv, dv_s, g.ld_dkv);   // dV (K,Dh)
-                gemm(p.gemm, false, true, Q, K, Dh, T(1), dO, g.ld_dout, v_s, p.ld_kv, T(0), dp, K);   // d dropout(P)
+                detail::RowBlock blocks[2];
+                const int n_blocks = detail::row_blocks(p.geo, ND, blocks);
+                for (int k = 0; k < n_blocks; ++k) {
+                    const auto& rb = blocks[k];
+                    const int rows = rb.last - rb.first;
+                    const T beta = k == 0 ? beta_kv : T(1);   // block 0 sees every key
+                    gemm(p.gemm, true, false, rb.keys, Dh, rows, T(1), pused + static_cast<std::size_t>(rb.first) * K, K,
+                         dO + static_cast<std::int64_t>(rb.first) * g.ld_dout, g.ld_dout, beta, dv_s, g.ld_dkv);   // dV
+                    gemm(p.gemm, false, true, rows, rb.keys, Dh, T(1), dO + static_cast<std::int64_t>(rb.first) * g.ld_dout,
+                         g.ld_dout, v_s, p.ld_kv, T(0), dp + static_cast<std::size_t>(rb.first) * K, K);   // d dropout(P)
+                }
                 if (p.dropatt > 0.0f) detail::dropout_probs(dp, dp, p, b, h);       // dP
                 std::fill_n(dbdf, static_cast<std::size_t>(Q) * ND, T(0));
                 for (int i = 0; i < Q; ++i) {
@@ -275,10 +318,24 @@ void rel_attention_backward(const RelAttentionParams<T>& p, const RelAttentionGr
                     detail::scatter_bd(dbdf + static_cast<std::size_t>(i) * ND, row, p.geo, i, kr);
                 }
                 auto dQh = mat(g.dq + static_cast<std::int64_t>(b) * Q * g.ld_dq + h * Dh, Q, Dh, g.ld_dq);
-                gemm(p.gemm, true, false, K, Dh, Q, T(1), dp, K, qu, Dh, beta_kv, dk_s, g.ld_dkv);     // dK (K,Dh)
-                gemm(p.gemm, false, false, Q, Dh, K, T(1), dp, K, k_s, p.ld_kv, T(0), qu, Dh);         // G1 = dAC K
-                gemm(p.gemm, false, false, Q, Dh, ND, T(1), dbdf, ND, r_s, p.ld_r, T(0), g2, Dh);      // G2 = dBD R
-                gemm(p.gemm, true, false, ND, Dh, Q, T(1), dbdf, ND, qv, Dh, T(1), acc + s * Dh, HD);  // dR_s += dBD^T (q+vb)
+                for (int k = 0; k < n_blocks; ++k) {
+                    const auto& rb = blocks[k];
+                    const int rows = rb.last - rb.first;
+                    const T* dac = dp + static_cast<std::size_t>(rb.first) * K;
+                    const T* dbd = dbdf + static_cast<std::size_t>(rb.first) * ND;
+                    gemm(p.gemm, true, false, rb.keys, Dh, rows, T(1), dac, K, qu + rb.first * Dh, Dh, k == 0 ? beta_kv : T(1),
+                         dk_s, g.ld_dkv);                                                                      // dK
+                    gemm(p.gemm, true, false, rb.dists, Dh, rows, T(1), dbd, ND, qv + rb.first * Dh, Dh, T(1),
+                         acc + s * Dh, HD);                                                                    // dR_s += dBD^T (q+vb)
+                }
+                for (int k = 0; k < n_blocks; ++k) {   // after dK, which read q+u from qu
+                    const auto& rb = blocks[k];
+                    const int rows = rb.last - rb.first;
+                    gemm(p.gemm, false, false, rows, Dh, rb.keys, T(1), dp + static_cast<std::size_t>(rb.first) * K, K, k_s,
+                         p.ld_kv, T(0), qu + rb.first * Dh, Dh);                                               // G1 = dAC K
+                    gemm(p.gemm, false, false, rows, Dh, rb.dists, T(1), dbdf + static_cast<std::size_t>(rb.first) * ND, ND,
+                         r_s, p.ld_r, T(0), g2 + rb.first * Dh, Dh);                                           // G2 = dBD R
+                }
                 dQh = mat(qu, Q, Dh) + mat(g2, Q, Dh);
                 std::fill_n(du_part + static_cast<std::size_t>(bh) * Dh, Dh, T(0));
                 std::fill_n(dvb_part + static_cast<std::size_t>(bh) * Dh, Dh, T(0));

@@ -40,20 +40,6 @@ double global_norm(std::span<const T> g) {
     }));
 }
 
-// Scales g so its norm is at most max_norm; returns the norm before clipping.
-template <class T>
-double clip_global_norm(std::span<T> g, double max_norm) {
-    const double norm = global_norm(std::span<const T>(g));
-    if (max_norm > 0) {
-        const double coef = max_norm / (norm + 1e-6);
-        if (coef < 1) {
-            const T c = static_cast<T>(coef);
-            for (auto& v : g) v *= c;
-        }
-    }
-    return norm;
-}
-
 // Adam over groups of parameters (one per tensor of the model), each with its own step
 // count, as torch.optim.Adam keeps one per parameter: a group frozen at a step (a layer that
 // Skip-Retain skipped) keeps its values, moments and step count untouched, as a PyTorch
