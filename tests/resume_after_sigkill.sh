@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Kill train_lm with SIGKILL after its first checkpoint, resume it, and check that its metrics
 # equal an uninterrupted run's step for step (wall-time fields aside).
-#   resume_after_sigkill.sh <train_lm> <work dir>
+# Then sample from the final checkpoint with generate (when given) as a smoke test.
+#   resume_after_sigkill.sh <train_lm> <work dir> [<generate>]
 set -euo pipefail
 train_lm=$1
 work=$2
+generate=${3:-}
 rm -rf "$work"
 mkdir -p "$work"
 flags=(--steps 120 --eval-interval 40 --log-interval 40 --threads 1 --seed 5 --dropout 0.1)
@@ -31,4 +33,12 @@ if diff <(strip "$work/full/metrics.jsonl") <(strip "$work/killed/metrics.jsonl"
 else
   echo "metrics differ after resume"
   exit 1
+fi
+
+if [ -n "$generate" ]; then
+  sample=$("$generate" --checkpoint "$work/full/checkpoints/best.safetensors" --prompt "Four score" --tokens 40 --seed 3)
+  [ ${#sample} -gt 40 ] || { echo "generate printed too little: '$sample'"; exit 1; }
+  again=$("$generate" --checkpoint "$work/full/checkpoints/best.safetensors" --prompt "Four score" --tokens 40 --seed 3)
+  [ "$sample" = "$again" ] || { echo "generate is not reproducible with one seed"; exit 1; }
+  echo "generate: $sample"
 fi
