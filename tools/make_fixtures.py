@@ -352,6 +352,17 @@ def generate(name, cfg, checks=True):
     return tensors, meta, losses, max_err
 
 
+def write_and_verify(path, tensors, meta):
+    """Writes a fixture and reads it back, checking every tensor and the metadata exactly."""
+    size = write_safetensors(path, tensors, meta)
+    rmeta, rt = read_safetensors(path)  # round trip
+    assert rmeta == {k: str(v) for k, v in meta.items()}
+    assert set(rt) == set(tensors)
+    for k in tensors:
+        assert rt[k].dtype == tensors[k].dtype and torch.equal(rt[k], tensors[k]), k
+    return size
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     here = os.path.dirname(os.path.abspath(__file__))
@@ -368,13 +379,7 @@ def main():
         if only and name not in only:
             continue
         tensors, meta, losses, err = generate(name, cfg, checks=not args.skip_checks)
-        path = os.path.join(args.out, name + ".safetensors")
-        size = write_safetensors(path, tensors, meta)
-        rmeta, rt = read_safetensors(path)  # round trip
-        assert rmeta == {k: str(v) for k, v in meta.items()}
-        assert set(rt) == set(tensors)
-        for k in tensors:
-            assert rt[k].dtype == tensors[k].dtype and torch.equal(rt[k], tensors[k]), k
+        size = write_and_verify(os.path.join(args.out, name + ".safetensors"), tensors, meta)
         total += size
         print("%-15s %7d bytes  %3d tensors  losses=[%s]" % (
             name, size, len(tensors), ", ".join("%.6f" % v for v in losses)))

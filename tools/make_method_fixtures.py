@@ -39,7 +39,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_fixtures import (DT, META_KEYS, build, init_interesting,  # noqa: E402
-                           read_safetensors, write_safetensors)
+                           write_and_verify)
 from txl_reference import rel_attn_core  # noqa: E402
 
 I = None  # "identity" marker in the schedules below (stored as [0, 1, ..., H-1])
@@ -507,13 +507,7 @@ def main():
         if only and name not in only:
             continue
         tensors, meta, info, err = generate(name, spec, checks=not args.skip_checks)
-        path = os.path.join(args.out, name + ".safetensors")
-        size = write_safetensors(path, tensors, meta)
-        rmeta, rt = read_safetensors(path)  # round trip
-        assert rmeta == {k: str(v) for k, v in meta.items()}
-        assert set(rt) == set(tensors)
-        for k in tensors:
-            assert rt[k].dtype == tensors[k].dtype and torch.equal(rt[k], tensors[k]), k
+        size = write_and_verify(os.path.join(args.out, name + ".safetensors"), tensors, meta)
         total += size
         print("%-20s %7d bytes  %3d tensors" % (name, size, len(tensors)))
         for s, d in enumerate(info):
