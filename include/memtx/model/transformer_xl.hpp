@@ -127,24 +127,22 @@ public:
     // x, y: (batch, tgt_len) token ids, batch = mem.batch().
     SegmentLoss forward_backward(std::span<const std::int32_t> x, std::span<const std::int32_t> y, Memory<T>& mem,
                                  const StepOptions& opt) {
-        const SegmentLoss loss = forward(x, y, mem, opt, /*for_backward=*/true);
-        backward(x, y, mem, opt);
+        const SegmentLoss loss = forward(x, y, mem, opt);
+        backward(x, y, opt);
         return loss;
     }
 
     // Forward only (dropout off unless opt.training): loss of the segment, memory updated.
     SegmentLoss evaluate(std::span<const std::int32_t> x, std::span<const std::int32_t> y, Memory<T>& mem,
                          StepOptions opt) {
-        return forward(x, y, mem, opt, /*for_backward=*/false);
+        return forward(x, y, mem, opt);
     }
 
     // Forward only; writes logits (batch, tgt_len, vocab) for x, memory updated.
     void logits(std::span<const std::int32_t> x, Memory<T>& mem, StepOptions opt, std::span<T> out) {
-        const int B = mem.batch();
         require(out.size() == x.size() * static_cast<std::size_t>(S.vocab), "logits: output holds ", out.size(),
                 " values, expected ", x.size() * static_cast<std::size_t>(S.vocab));
-        forward(x, {}, mem, opt, /*for_backward=*/false, out.data());
-        (void)B;
+        forward(x, {}, mem, opt, out.data());
     }
 
 private:
@@ -294,7 +292,7 @@ private:
     }
 
     SegmentLoss forward(std::span<const std::int32_t> x, std::span<const std::int32_t> y, Memory<T>& mem,
-                        const StepOptions& opt, bool for_backward, T* logits_out = nullptr) {
+                        const StepOptions& opt, T* logits_out = nullptr) {
         const int Q = check_segment(x, y, mem, logits_out == nullptr, opt);
         const int B = mem.batch(), D = S.d_model, V = S.vocab, N = B * Q;
         int max_offset = 0;
@@ -348,12 +346,11 @@ private:
         loss.mean = loss.sum / N;
         last_batch_ = B;
         last_q_ = Q;
-        (void)for_backward;
         return loss;
     }
 
-    void backward(std::span<const std::int32_t> x, std::span<const std::int32_t> y, const Memory<T>& mem_after,
-                  const StepOptions& opt) {
+    // Backward of the last forward (its geometry is in saved_dims_; the memory is not read).
+    void backward(std::span<const std::int32_t> x, std::span<const std::int32_t> y, const StepOptions& opt) {
         const int B = last_batch_, Q = last_q_, D = S.d_model, V = S.vocab, N = B * Q;
         const float p_drop = opt.training ? options_.dropout : 0.0f;
         const std::int64_t row0 = opt.batch_offset * Q;
@@ -380,7 +377,6 @@ private:
         for (int n = 0; n < N; ++n)
             for (int c = 0; c < D; ++c)
                 g_emb[static_cast<std::size_t>(x[n]) * D + c] += d_out[static_cast<std::size_t>(n) * D + c] * emb_scale;
-        (void)mem_after;
     }
 
     static const int* head_map(const StepOptions& opt, int l) { return opt.head_maps ? opt.head_maps[l] : nullptr; }
