@@ -35,26 +35,10 @@ struct ModelOptions {
     float init_std = 0.02f; // reference init: N(0, init_std), LayerNorm weight N(1, init_std)
 };
 
-// The shape of one segment computation (run time).
-struct SegmentShape {
-    int batch = 0;
-    int tgt_len = 0;
-    int mem_len = 0;        // memory kept after each segment (0: none)
-    int clamp_len = 0;      // > 0: relative distances clamped to this
-    bool same_length = false;
-};
-
 inline void validate(const ModelOptions& o) {
     require(o.dropout >= 0.0f && o.dropout < 1.0f, "dropout must be in [0, 1), got ", o.dropout);
     require(o.dropatt >= 0.0f && o.dropatt < 1.0f, "dropatt must be in [0, 1), got ", o.dropatt);
     require(o.init_std > 0.0f, "init_std must be positive, got ", o.init_std);
-}
-
-inline void validate(const SegmentShape& s) {
-    require(s.batch > 0, "batch must be positive, got ", s.batch);
-    require(s.tgt_len > 0, "tgt_len must be positive, got ", s.tgt_len);
-    require(s.mem_len >= 0, "mem_len must be >= 0, got ", s.mem_len);
-    require(s.clamp_len >= 0, "clamp_len must be >= 0, got ", s.clamp_len);
 }
 
 } // namespace memtx

@@ -55,9 +55,6 @@ public:
         age_[static_cast<std::size_t>(l)] = 1;
     }
 
-    AlignedVector<T>& raw() { return data_; }
-    const AlignedVector<T>& raw() const { return data_; }
-
 private:
     static std::size_t checked_size(int n_layer, int batch, int mem_len, int d_model) {
         require(n_layer > 0, "memory: n_layer must be positive, got ", n_layer);
