@@ -1,0 +1,67 @@
+#pragma once
+// The fused relative attention on a stream: head-dim dispatch and the <<<>>> launcher of the
+// launch templates in rel_attention_launch.hpp (kernel bodies in kernels/).
+//
+//   rel_attention_forward(p, stream)                 O and lse
+//   rel_attention_backward(p, stream)                dq, dk, dv, dr written; du, dvb accumulated
+//   rel_attention_backward_workspace_floats(...)     size of p.workspace
+#include <cuda_runtime.h>
+
+#include "memtx/core/error.hpp"
+#include "memtx/cuda/check.hpp"
+#include "memtx/cuda/rel_attention_launch.hpp"
+
+namespace memtx::cuda {
+
+namespace detail {
+
+// Calls f.template operator()<Dh>() for the run-time head dim.
+template <class F>
+void dispatch_head_dim(int d_head, F&& f) {
+    switch (d_head) {
+    case 32: f.template operator()<32>(); break;
+    case 64: f.template operator()<64>(); break;
+    case 128: f.template operator()<128>(); break;
+    default:
+        throw Error(memtx::detail::concat("CUDA relative attention: head dim ", d_head, " is not compiled (32, 64, 128 are)"));
+    }
+}
+
+template <class T>
+void check_params(const RelAttentionForwardParams<T>& p) {
+    require(p.batch > 0 && p.n_head > 0 && p.geo.q_len > 0, "CUDA relative attention: empty problem (batch ", p.batch,
+            ", heads ", p.n_head, ", q_len ", p.geo.q_len, ")");
+    require(p.n_dist >= rel_distance_count(p.geo), "CUDA relative attention: r holds ", p.n_dist,
+            " distance rows, the geometry needs ", rel_distance_count(p.geo));
+    require(p.n_head <= 65535 && p.batch <= 65535, "CUDA relative attention: batch and heads must be <= 65535");
+    require(p.dropatt >= 0.0f && p.dropatt < 1.0f, "CUDA relative attention: dropatt ", p.dropatt, " outside [0, 1)");
+}
+
+// Launches on one stream; raises the kernel's dynamic shared-memory limit first (> 48 KiB).
+struct StreamLauncher {
+    cudaStream_t stream;
+    template <class... KernelArgs, class... Args>
+    void operator()(void (*kernel)(KernelArgs...), kernels::Grid3 grid, int threads, std::size_t smem, Args&&... args) const {
+        if (smem > 48 * 1024)
+            MEMTX_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+        kernel<<<dim3(grid.x, grid.y, grid.z), threads, smem, stream>>>(std::forward<Args>(args)...);
+        MEMTX_CUDA_CHECK_LAUNCH();
+    }
+};
+
+} // namespace detail
+
+template <class T>
+void rel_attention_forward(const RelAttentionForwardParams<T>& p, cudaStream_t stream) {
+    detail::check_params(p);
+    detail::dispatch_head_dim(p.d_head, [&]<int Dh>() { rel_attention_forward_sequence<Dh, T>(p, detail::StreamLauncher{stream}); });
+}
+
+template <class T>
+void rel_attention_backward(const RelAttentionBackwardParams<T>& p, cudaStream_t stream) {
+    detail::check_params(p.fwd);
+    require(p.workspace != nullptr, "CUDA relative attention backward: no workspace");
+    detail::dispatch_head_dim(p.fwd.d_head, [&]<int Dh>() { rel_attention_backward_sequence<Dh, T>(p, detail::StreamLauncher{stream}); });
+}
+
+} // namespace memtx::cuda
