@@ -95,6 +95,7 @@ void naive_attention(const memtx::RelAttentionGeometry& g, int B, int H, int Dh,
                     if (g.same_length && j <= i - g.same_length_shift) continue;
                     int d = M + i - j + (j < M ? g.mem_offset : 0);   // shifted by (age-1)*Q
                     if (g.clamp_len > 0) d = std::min(d, g.clamp_len);
+                    if (j < M) d -= memtx::rel_mem_row_shift(g);        // the retained memory's band of rows
                     double ac = 0, bd = 0;
                     for (int c = 0; c < Dh; ++c) {
                         const double qc = q[static_cast<std::size_t>((b * Q + i) * HD + h * Dh + c)];

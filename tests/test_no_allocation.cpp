@@ -67,3 +67,31 @@ TEST_CASE("training steps after the first allocate nothing", "[allocation]") {
         CHECK(g_heap_calls.load() > start);
     }
 }
+
+TEST_CASE("Skip-Retain steps with memory of any age allocate nothing", "[allocation][skip-retain]") {
+    constexpr memtx::ModelShape deep{.n_layer = 3, .d_model = 64, .n_head = 4, .d_head = 16, .d_inner = 128, .vocab = 50};
+    memtx::TransformerXL<deep> model({.seed = 5, .dropout = 0.1f, .dropatt = 0.1f});
+    memtx::Adam<float> opt(model, {});
+    auto mem = model.make_memory(2, 20);
+    std::vector<std::int32_t> x(2 * 16), y(2 * 16);
+    for (std::size_t i = 0; i < x.size(); ++i) {
+        x[i] = static_cast<std::int32_t>((i * 3) % 50);
+        y[i] = static_cast<std::int32_t>((i * 11) % 50);
+    }
+    model.reserve(2, 16, 20, /*max_mem_offset=*/16);   // what the Trainer does in phase 1
+    memtx::StepOptions step;
+    std::uint8_t skip[3] = {0, 0, 0};
+    step.skip = skip;
+    memtx::train_step(model, opt, x, y, mem, step);
+    const long before = g_heap_calls.load();
+    // layer 1 skipped for ten steps in a row: its memory ages to 11 (far past any fixed reserve)
+    for (int s = 1; s <= 12; ++s) {
+        step.step = static_cast<std::uint64_t>(s);
+        skip[1] = s <= 10;
+        step.clamp_len = s % 3 == 0 ? 40 : 0;   // clamped and unclamped aged distances
+        memtx::train_step(model, opt, x, y, mem, step);
+        if (s == 10) CHECK(mem.age(1) == 11);
+    }
+    CHECK(g_heap_calls.load() - before == 0);
+    CHECK(mem.age(1) == 1);
+}

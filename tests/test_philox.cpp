@@ -91,7 +91,21 @@ TEST_CASE("relative attention index math", "[rel_position]") {
         g.mem_offset = 2 * g.q_len;
         CHECK(memtx::rel_distance(g, 1, 3) == 2 + 6);
         CHECK(memtx::rel_distance(g, 1, 4) == 1);
-        CHECK(memtx::rel_distance_count(g) == 13);
+        // rows: segment distances 0..2 in rows 0..2, memory distances 7..12 in rows 3..8
+        CHECK(memtx::rel_mem_row_shift(g) == 4);
+        CHECK(memtx::rel_distance_row(g, 1, 3) == 4);
+        CHECK(memtx::rel_row_distance(g, 4) == 8);
+        CHECK(memtx::rel_distance_count(g) == 9);
+        for (int i = 0; i < g.q_len; ++i)
+            for (int j = 0; j <= g.mem_rows + i; ++j)
+                CHECK(memtx::rel_row_distance(g, memtx::rel_distance_row(g, i, j)) == memtx::rel_distance(g, i, j));
+    }
+    SECTION("aged memory with every memory key past clamp_len reads one row after the segment's") {
+        g.mem_offset = 3 * g.q_len;
+        g.clamp_len = 5;   // memory distances >= 10 all clamp to 5; segment distances 0..2
+        CHECK(memtx::rel_distance_row(g, 0, 0) == g.q_len);
+        CHECK(memtx::rel_row_distance(g, g.q_len) == 5);
+        CHECK(memtx::rel_distance_count(g) == g.q_len + 1);
     }
     SECTION("clamp_len") {
         g.clamp_len = 2;

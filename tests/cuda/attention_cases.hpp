@@ -60,6 +60,8 @@ inline std::vector<Case> cases() {
         {"aged memory, non-injective map, dropatt", 1, 4, 128, 33, 40, 40, 3, 0, false, 0.1f, {1, 1, 0, 2}},
         {"aged memory with clamp_len, dropatt, same_length", 2, 2, 32, 24, 30, 30, 2, 45, true, 0.2f, {1, 0}},
         {"short memory, head dim 128", 1, 2, 128, 65, 17, 17, 1, 0, false, 0.0f, {}},
+        {"aged memory wholly past clamp_len", 2, 2, 64, 20, 16, 16, 3, 30, false, 0.0f, {1, 0}},
+        {"aged memory, clamp_len between segment and memory", 1, 3, 32, 70, 66, 66, 2, 100, false, 0.1f, {2, 1, 0}},
     };
 }
 

@@ -54,10 +54,39 @@ MEMTX_HD int rel_distance(const RelAttentionGeometry& g, int i, int j) {
     return d;
 }
 
-// Number of distinct distances 0..n-1 that rows of R must cover for this geometry.
+// Rows of the position table (R, and r = R Wr^T). Without retained memory row d is distance d.
+// A retained memory (mem_offset > 0) would leave the distances Q .. mem_offset unused, so its
+// keys read a second band: memory key j with (clamped) distance d uses row d - shift, shift =
+// min(mem_offset + 1, clamp_len) - Q, which puts the band right after the segment's rows 0..Q-1.
+// The table then holds M + 2Q - 1 rows instead of M + Q + mem_offset: Skip-Retain's older
+// memory costs no more position rows than one extra segment, whatever its age.
+MEMTX_HD int rel_mem_row_shift(const RelAttentionGeometry& g) {
+    if (g.mem_offset == 0 || g.mem_rows == 0) return 0;
+    int first = g.mem_offset + 1;   // nearest memory distance
+    if (g.clamp_len > 0 && g.clamp_len < first) first = g.clamp_len;
+    return first - g.q_len;
+}
+
+// Table row of key j for query i (only called for unmasked pairs).
+MEMTX_HD int rel_distance_row(const RelAttentionGeometry& g, int i, int j) {
+    return rel_distance(g, i, j) - (j < g.mem_rows ? rel_mem_row_shift(g) : 0);
+}
+
+// The (clamped) distance that table row `row` holds: the inverse of rel_distance_row.
+MEMTX_HD int rel_row_distance(const RelAttentionGeometry& g, int row) {
+    int d = row < g.q_len ? row : row + rel_mem_row_shift(g);
+    if (g.clamp_len > 0 && d > g.clamp_len) d = g.clamp_len;
+    return d;
+}
+
+// Number of table rows this geometry reads: rows 0..n-1.
 MEMTX_HD int rel_distance_count(const RelAttentionGeometry& g) {
-    int n = g.mem_rows + g.q_len + (g.mem_rows > 0 ? g.mem_offset : 0);
-    if (g.clamp_len > 0 && n > g.clamp_len + 1) n = g.clamp_len + 1;
+    const auto clamped = [&](int d) { return g.clamp_len > 0 && d > g.clamp_len ? g.clamp_len : d; };
+    int n = clamped(g.q_len - 1) + 1;   // segment keys: distances 0..Q-1
+    if (g.mem_rows > 0) {                // memory keys: up to M + Q - 1 (+ offset)
+        const int last = clamped(g.mem_rows + g.q_len - 1 + g.mem_offset) - rel_mem_row_shift(g);
+        if (last + 1 > n) n = last + 1;
+    }
     return n;
 }
 

@@ -8,7 +8,8 @@
 //   BDf[i,d] = (q_i + vb_h) . r_s,d                  // (Q,nd), d = relative distance
 //   S[i,j]   = (AC[i,j] + BDf[i, dist(i,j)]) * scale, masked, softmax over j  -> P
 //   out_h    = dropout(P) v_s                        // (Q,Dh), written to head h's slot
-// BD is gathered by distance (rel_distance), never by the reference's pad-and-reshape shift.
+// BD is gathered by table row (rel_distance_row: the distance, or for retained memory the
+// distance minus rel_mem_row_shift), never by the reference's pad-and-reshape shift.
 #include <omp.h>
 
 #include <algorithm>
@@ -35,7 +36,7 @@ struct RelAttentionParams {
     const T* q = nullptr; int ld_q = 0;    // (B*Q, ld_q): head h at columns h*Dh
     const T* k = nullptr;                  // (B*K, ld_kv)
     const T* v = nullptr; int ld_kv = 0;   // (B*K, ld_kv)
-    const T* r = nullptr; int ld_r = 0;    // (n_dist, ld_r)
+    const T* r = nullptr; int ld_r = 0;    // (n_dist, ld_r) by table row (rel_distance_row)
     const T* r_w_bias = nullptr;           // (H, Dh) u
     const T* r_r_bias = nullptr;           // (H, Dh) v_b
 
@@ -78,15 +79,16 @@ void dropout_probs(T* dst, const T* src, const RelAttentionParams<T>& p, int b, 
         }
 }
 
-// Calls f(j0, j1, base) for the runs of keys [j0, j1) of row i whose distance is base - j:
-// memory keys (shifted by the retained memory's offset), then segment keys.
+// Calls f(j0, j1, base, shift) for the runs of keys [j0, j1) of row i whose distance is
+// base - j, read from table row (distance - shift): memory keys (shifted by the retained
+// memory's offset, rows by rel_mem_row_shift), then segment keys.
 template <class F>
 void for_each_distance_run(const RelAttentionGeometry& g, int i, KeyRange r, F&& f) {
     const int M = g.mem_rows;
     const int mem_end = std::min(M, r.last + 1);
-    if (r.first < mem_end) f(r.first, mem_end, M + i + g.mem_offset);
+    if (r.first < mem_end) f(r.first, mem_end, M + i + g.mem_offset, rel_mem_row_shift(g));
     const int seg_begin = std::max(r.first, M);
-    if (seg_begin <= r.last) f(seg_begin, r.last + 1, M + i);
+    if (seg_begin <= r.last) f(seg_begin, r.last + 1, M + i, 0);
 }
 
 // First key of a run whose distance base - j no longer exceeds clamp_len.
@@ -97,13 +99,13 @@ inline int unclamped_from(const RelAttentionGeometry& g, int j0, int j1, int bas
 // row[j] = (row[j] + bd[dist(i, j)]) * scale over the unmasked keys of row i.
 template <class T>
 void add_bd_and_scale(T* row, const T* bd, const RelAttentionGeometry& g, int i, KeyRange r, T scale) {
-    for_each_distance_run(g, i, r, [&](int j0, int j1, int base) {
+    for_each_distance_run(g, i, r, [&](int j0, int j1, int base, int shift) {
         const int jc = unclamped_from(g, j0, j1, base);
         if (jc > j0) {
-            const T far = bd[g.clamp_len];
+            const T far = bd[g.clamp_len - shift];
             for (int j = j0; j < jc; ++j) row[j] = (row[j] + far) * scale;
         }
-        const T* rev = bd + base;   // bd[base - j]
+        const T* rev = bd + (base - shift);   // bd[base - shift - j]
         for (int j = jc; j < j1; ++j) row[j] = (row[j] + rev[-j]) * scale;
     });
 }
@@ -111,14 +113,14 @@ void add_bd_and_scale(T* row, const T* bd, const RelAttentionGeometry& g, int i,
 // dbd[dist(i, j)] += ds[j] over the unmasked keys of row i (clamping folds runs onto one row).
 template <class T>
 void scatter_bd(T* dbd, const T* ds, const RelAttentionGeometry& g, int i, KeyRange r) {
-    for_each_distance_run(g, i, r, [&](int j0, int j1, int base) {
+    for_each_distance_run(g, i, r, [&](int j0, int j1, int base, int shift) {
         const int jc = unclamped_from(g, j0, j1, base);
         if (jc > j0) {
             T far = 0;
             for (int j = j0; j < jc; ++j) far += ds[j];
-            dbd[g.clamp_len] += far;
+            dbd[g.clamp_len - shift] += far;
         }
-        T* rev = dbd + base;
+        T* rev = dbd + (base - shift);
         for (int j = jc; j < j1; ++j) rev[-j] += ds[j];
     });
 }
@@ -140,8 +142,10 @@ inline int row_blocks(const RelAttentionGeometry& g, int n_dist, RowBlock out[2]
         b.first = n == 2 && k == 0 ? half : 0;
         b.last = n == 2 && k == 1 ? half : Q;
         b.keys = g.causal ? std::min(K, g.mem_rows + b.last) : K;
-        const int max_dist = g.mem_rows > 0 ? g.mem_rows + b.last - 1 + g.mem_offset : b.last - 1;
-        b.dists = g.causal ? std::min(n_dist, (g.clamp_len > 0 ? std::min(max_dist, g.clamp_len) : max_dist) + 1) : n_dist;
+        const auto clamped = [&](int d) { return g.clamp_len > 0 ? std::min(d, g.clamp_len) : d; };
+        int max_row = clamped(b.last - 1);   // segment keys
+        if (g.mem_rows > 0) max_row = std::max(max_row, clamped(g.mem_rows + b.last - 1 + g.mem_offset) - rel_mem_row_shift(g));
+        b.dists = g.causal ? std::min(n_dist, max_row + 1) : n_dist;
     }
     return n;
 }

@@ -105,22 +105,24 @@ public:
 
     Memory<T> make_memory(int batch, int mem_len) const { return Memory<T>(S.n_layer, batch, mem_len, S.d_model); }
 
-    // Plans the workspace for segments up to (batch, tgt_len) with memory up to mem_len and
-    // retained-memory offsets up to max_mem_offset. Called implicitly by the first step of a
-    // larger shape; the step loop itself never allocates.
+    // Plans the workspace for segments up to (batch, tgt_len) with memory up to mem_len; a
+    // positive max_mem_offset plans for retained (Skip-Retain) memory of any age. Called
+    // implicitly by the first step of a larger shape; the step loop itself never allocates.
     void reserve(int batch, int tgt_len, int mem_len, int max_mem_offset = 0) {
         const int threads = omp_get_max_threads();
-        if (batch <= plan_.batch && tgt_len <= plan_.tgt_len && mem_len <= plan_.mem_len &&
-            max_mem_offset <= plan_.max_mem_offset && threads <= plan_.threads)
+        const bool aged = max_mem_offset > 0;
+        if (batch <= plan_.batch && tgt_len <= plan_.tgt_len && mem_len <= plan_.mem_len && aged <= plan_.aged &&
+            threads <= plan_.threads)
             return;
         plan_ = Plan{std::max(batch, plan_.batch), std::max(tgt_len, plan_.tgt_len), std::max(mem_len, plan_.mem_len),
-                     std::max(max_mem_offset, plan_.max_mem_offset), std::max(threads, plan_.threads)};
+                     aged || plan_.aged, std::max(threads, plan_.threads)};
         Arena<T> counter;
         bind(counter);
         workspace_.assign(counter.used(), T(0));
         Arena<T> arena(workspace_.data());
         bind(arena);
-        nn::sinusoid_table(sinusoids_, nd_capacity_, S.d_model);
+        nn::sinusoid_table(sinusoids_, sinusoid_rows_, S.d_model);
+        built_table_ = {};
     }
 
     // One training segment: forward, backward (gradients accumulate), memory update.
@@ -147,7 +149,14 @@ public:
 
 private:
     struct Plan {
-        int batch = 0, tgt_len = 0, mem_len = 0, max_mem_offset = 0, threads = 0;
+        int batch = 0, tgt_len = 0, mem_len = 0;
+        bool aged = false;   // retained memory possible: the position table gets its second band
+        int threads = 0;
+    };
+    // What the position table R_ holds now (rebuilt when a layer needs other rows).
+    struct TableKey {
+        int rows = -1, shift = 0, clamp = 0, q_len = 0;
+        bool operator==(const TableKey&) const = default;
     };
 
     // Geometry of layer l for this segment.
@@ -167,12 +176,16 @@ private:
         const int B = plan_.batch, Q = plan_.tgt_len, Kc = plan_.mem_len + Q;
         const int D = S.d_model, HD = S.d_attn(), Di = S.d_inner, H = S.n_head, V = S.vocab;
         const std::size_t N = static_cast<std::size_t>(B) * Q, BK = static_cast<std::size_t>(B) * Kc;
-        RelAttentionGeometry cap;
+        RelAttentionGeometry cap;   // the most rows any geometry of this plan reads
         cap.q_len = Q;
         cap.mem_rows = plan_.mem_len;
-        cap.mem_offset = plan_.max_mem_offset;
+        cap.mem_offset = plan_.aged ? Q : 0;   // every age needs the same M + 2Q - 1 rows
         const int NDc = rel_distance_count(cap);
-        nd_capacity_ = NDc;
+        // Retained memory widens the table by Q - 1 rows; r = R Wr^T is then recomputed in the
+        // backward into one shared buffer instead of kept per layer, so that a Skip-Retain step
+        // uses less memory than a vanilla one (one (ND x D)(D x HD) product per layer, ~1%).
+        recompute_r_ = plan_.aged;
+        T* shared_r = recompute_r_ ? arena.take(static_cast<std::size_t>(NDc) * HD) : nullptr;
         acts_.resize(static_cast<std::size_t>(S.n_layer));
         for (auto& a : acts_) {
             a.c = arena.take(BK * D);
@@ -183,7 +196,7 @@ private:
             }
             a.q = arena.take(N * HD);
             a.kv = arena.take(BK * 2 * HD);
-            a.r = arena.take(static_cast<std::size_t>(NDc) * HD);
+            a.r = recompute_r_ ? shared_r : arena.take(static_cast<std::size_t>(NDc) * HD);
             a.probs = arena.take(N * H * Kc);
             a.attn_vec = arena.take(N * HD);
             a.mid = arena.take(N * D);
@@ -199,7 +212,8 @@ private:
         hid_.resize(static_cast<std::size_t>(S.n_layer) + 1);
         for (auto& h : hid_) h = arena.take(N * D);
         R_ = arena.take(static_cast<std::size_t>(NDc) * D);
-        sinusoids_ = arena.take(static_cast<std::size_t>(NDc) * D);
+        sinusoid_rows_ = std::min(NDc, Kc);   // distances past the cache are computed when needed
+        sinusoids_ = arena.take(static_cast<std::size_t>(sinusoid_rows_) * D);
         out_in_ = arena.take(N * D);
         probs_ = arena.take(N * V);
         nll_ = arena.take(N);
@@ -311,12 +325,6 @@ private:
                 hid_[0][static_cast<std::size_t>(n) * D + c] = emb[static_cast<std::size_t>(x[n]) * D + c] * emb_scale;
         nn::detail::dropout_rows(hid_[0], N, D, stream(RandomPurpose::dropout_embedding, opt), row0, p_drop);
 
-        // positional embedding by distance, shared by all layers
-        int n_dist = 0;
-        for (int l = 0; l < S.n_layer; ++l)
-            if (!skipped(opt, l)) n_dist = std::max(n_dist, layer_dims(mem, l, B, Q, opt).n_dist);
-        nn::positional_embedding_forward(R_, sinusoids_, n_dist, D, p_drop, stream(RandomPurpose::dropout_position, opt));
-
         for (int l = 0; l < S.n_layer; ++l) {
             if (skipped(opt, l)) {   // the identity: nothing computed or saved
                 cpu::parallel_copy(hid_[l], static_cast<std::size_t>(N) * D, hid_[l + 1]);
@@ -324,6 +332,8 @@ private:
             }
             const auto dims = layer_dims(mem, l, B, Q, opt);
             saved_dims_[static_cast<std::size_t>(l)] = dims;
+            build_position_table(dims, p_drop, opt);
+            r_layer_ = l;
             auto mem_rows = [&mem, l](int b) -> const T* { return mem.data(l, b); };
             nn::decoder_layer_forward(dims, layer_params(l), acts_[static_cast<std::size_t>(l)], hid_[l], mem_rows, R_,
                                       hid_[l + 1], layer_random(l, opt), head_map(opt, l), scratch_.attn_thread, gemm_);
@@ -366,6 +376,12 @@ private:
         for (int l = S.n_layer - 1; l >= 0; --l) {
             if (skipped(opt, l)) continue;   // identity: the gradient passes through unchanged
             const auto dims = saved_dims_[static_cast<std::size_t>(l)];
+            build_position_table(dims, p_drop, opt);
+            if (recompute_r_ && l != r_layer_) {   // the shared r holds another layer's r
+                cpu::linear_forward(gemm_, acts_[static_cast<std::size_t>(l)].r, R_, p + layout_.layers[static_cast<std::size_t>(l)].r_w,
+                                    static_cast<const T*>(nullptr), dims.n_dist, D, S.d_attn());
+                r_layer_ = l;
+            }
             nn::decoder_layer_backward(dims, layer_params(l), layer_grads(l), acts_[static_cast<std::size_t>(l)], hid_[l], R_, d_out,
                                        d_in, layer_random(l, opt), head_map(opt, l), scratch_, gemm_);
             std::swap(d_out, d_in);
@@ -377,6 +393,18 @@ private:
         for (int n = 0; n < N; ++n)
             for (int c = 0; c < D; ++c)
                 g_emb[static_cast<std::size_t>(x[n]) * D + c] += d_out[static_cast<std::size_t>(n) * D + c] * emb_scale;
+    }
+
+    // R_ = the position rows of this layer's geometry, unless it holds them already (layers
+    // without retained memory share one table per step).
+    void build_position_table(const nn::LayerDims& dims, float p_drop, const StepOptions& opt) {
+        const TableKey key{dims.n_dist, rel_mem_row_shift(dims.geo), dims.geo.clamp_len, dims.geo.q_len};
+        if (key == built_table_ && p_drop == built_dropout_ && opt.step == built_step_) return;
+        nn::positional_embedding_forward(R_, dims.geo, dims.n_dist, sinusoids_, sinusoid_rows_, S.d_model, p_drop,
+                                         stream(RandomPurpose::dropout_position, opt));
+        built_table_ = key;
+        built_dropout_ = p_drop;
+        built_step_ = opt.step;
     }
 
     static const int* head_map(const StepOptions& opt, int l) { return opt.head_maps ? opt.head_maps[l] : nullptr; }
@@ -394,13 +422,18 @@ private:
     nn::LayerScratch<T> scratch_{};
     cpu::GemmScratch<T> gemm_{};   // packing buffers of every matrix product
     T* R_ = nullptr;
-    T* sinusoids_ = nullptr;   // (ND capacity, D) table without dropout
+    T* sinusoids_ = nullptr;   // (sinusoid_rows_, D) distances 0.. without dropout
+    int sinusoid_rows_ = 0;
+    bool recompute_r_ = false;   // r shared by all layers, recomputed in the backward
+    int r_layer_ = -1;           // whose r the shared buffer holds
+    TableKey built_table_{};
+    float built_dropout_ = -1.0f;
+    std::uint64_t built_step_ = 0;
     T* out_in_ = nullptr;
     T* probs_ = nullptr;
     T* nll_ = nullptr;
     T* dh_a_ = nullptr;
     T* dh_b_ = nullptr;
-    int nd_capacity_ = 0;
     int last_batch_ = 0, last_q_ = 0;
 };
 

@@ -132,7 +132,8 @@ public:
         for (int c = 0; c < config_.batch_chunk; ++c) memories_.push_back(model.make_memory(chunk, config_.mem_len));
         // retained memories sit (age - 1) segments further back: plan for ages up to 8 (older
         // ones, rare, grow the workspace once)
-        model_.reserve(chunk, config_.tgt_len, config_.mem_len, config_.methods.skip_retain ? 7 * config_.tgt_len : 0);
+        // phase 1: plan for retained memory (any age needs the same M + 2Q - 1 position rows)
+        model_.reserve(chunk, config_.tgt_len, config_.mem_len, config_.methods.skip_retain ? config_.tgt_len : 0);
         // the validation and test splits must fit the evaluation shape before training starts
         SegmentIterator(corpus.valid, config_.eval.batch, config_.eval.tgt_len, "validation");
         SegmentIterator(corpus.test, config_.eval.batch, config_.eval.tgt_len, "test");

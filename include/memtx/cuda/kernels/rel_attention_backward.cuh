@@ -125,13 +125,13 @@ __global__ void __launch_bounds__(RelAttentionTile<Dh>::kThreads)
     const T* r_s = f.r + s * Dh;
     const std::int64_t b_global = f.batch_offset + b;
 
-    float lse[RQ], delta[RQ], far[RQ], gk[RQ][RD], gr[RQ][RD];
+    float lse[RQ], delta[RQ], far_mem[RQ], far_seg[RQ], gk[RQ][RD], gr[RQ][RD];
 #pragma unroll
     for (int a = 0; a < RQ; ++a) {
         const int i = i0 + ty + 16 * a;
         lse[a] = i < Q ? f.lse[bh * Q + i] : 0.0f;
         delta[a] = i < Q ? p.workspace[ws.delta + bh * Q + i] : 0.0f;
-        far[a] = 0.0f;
+        far_mem[a] = far_seg[a] = 0.0f;
 #pragma unroll
         for (int c = 0; c < RD; ++c) gk[a][c] = gr[a][c] = 0.0f;
     }
@@ -143,7 +143,7 @@ __global__ void __launch_bounds__(RelAttentionTile<Dh>::kThreads)
             __syncthreads();
             load_tile<Dh, BK, NT>(kt, k_s + static_cast<std::int64_t>(j0) * f.ld_kv, f.ld_kv, j1 - j0);
             load_tile<Dh, BK, NT>(vt, v_s + static_cast<std::int64_t>(j0) * f.ld_kv, f.ld_kv, j1 - j0);
-            load_position_band<Dh, BAND, NT>(rb, r_s, f.ld_r, kr.base + i0 - j0 - (BK - 1), f.n_dist, g.clamp_len);
+            load_position_band<Dh, BAND, NT>(rb, r_s, f.ld_r, kr.base + i0 - j0 - (BK - 1), kr.shift, f.n_dist, g.clamp_len);
             __syncthreads();
 
             float sc[RQ][RK], dp[RQ][RK];
@@ -159,7 +159,10 @@ __global__ void __launch_bounds__(RelAttentionTile<Dh>::kThreads)
                     if (valid) {
                         const float z = dropatt_factor(f.dropatt_stream, f.dropatt, b_global, H, h, Q, i, K, j);
                         ds = score_grad(sc[a][c], dp[a][c], lse[a], delta[a], f.scale, z, pz);
-                        if (g.clamp_len > 0 && kr.base + i - j >= g.clamp_len) far[a] += ds;
+                        if (g.clamp_len > 0 && kr.base + i - j >= g.clamp_len) {   // the run's clamped row
+                            if (run == 0) far_mem[a] += ds;
+                            else far_seg[a] += ds;
+                        }
                     }
                     dst[(ty + 16 * a) * LP + tx + 16 * c] = ds;
                 }
@@ -188,12 +191,15 @@ __global__ void __launch_bounds__(RelAttentionTile<Dh>::kThreads)
 #pragma unroll
     for (int a = 0; a < RQ; ++a) {
         const int i = i0 + ty + 16 * a;
-        const float far_row = row_sum16(far[a]);
+        const float far_m = row_sum16(far_mem[a]), far_s = row_sum16(far_seg[a]);
         if (i >= Q) continue;
         T* dq = p.dq + (static_cast<std::int64_t>(b) * Q + i) * p.ld_dq + h * Dh;
 #pragma unroll
         for (int c = 0; c < RD; ++c) dq[tx + 16 * c] = from_float<T>(gk[a][c] + gr[a][c]);
-        if (tx == 0 && g.clamp_len > 0) p.workspace[ws.dbd_far + bh * Q + i] = far_row;
+        if (tx == 0 && g.clamp_len > 0) {
+            p.workspace[ws.dbd_far + bh * Q + i] = far_m;
+            p.workspace[ws.dbd_far + (static_cast<std::int64_t>(f.batch) * H + bh) * Q + i] = far_s;
+        }
     }
 
     // du / dvb partials of this tile: column sums of gk and gr over its rows (rows past Q are 0).
@@ -274,7 +280,7 @@ __global__ void __launch_bounds__(RelAttentionTile<Dh>::kThreads)
                                         rows, f.r_w_bias + h * Dh, f.r_r_bias + h * Dh);
             load_tile<Dh, BQ, NT>(dOt, p.dout + (static_cast<std::int64_t>(b) * Q + i0) * p.ld_dout + h * Dh, p.ld_dout,
                                   rows);
-            load_position_band<Dh, BAND, NT>(rb, r_s, f.ld_r, kr.base + i0 - j0 - (BK - 1), f.n_dist, g.clamp_len);
+            load_position_band<Dh, BAND, NT>(rb, r_s, f.ld_r, kr.base + i0 - j0 - (BK - 1), kr.shift, f.n_dist, g.clamp_len);
             __syncthreads();
 
             float sc[RQ][RK], dp[RQ][RK];
@@ -341,10 +347,10 @@ constexpr std::size_t rel_attention_dr_smem_bytes() {
                             static_cast<std::size_t>(Tile::BQ) * Tile::LP);
 }
 
-// dR by distance: pair (i, d) of a (query tile, distance tile) reads key j = base + i - d of
-// each run, so keys and values come in as a band, and the position keys as a plain tile. The
-// clamped row (d = clamp_len) gathers every key at or past it: sum_i far_i (q+vb)_i, with far
-// from the dq kernel.
+// dR by table row: pair (i, row) of a (query tile, row tile) reads key j = base - shift + i - row
+// of each run (its distance is row + shift), so keys and values come in as a band, and the
+// position keys as a plain tile. Each run's clamped row (clamp_len - shift) gathers every key of
+// the run at or past clamp_len: sum_i far_i (q+vb)_i, with far from the dq kernel.
 template <int Dh, class T>
 __global__ void __launch_bounds__(RelAttentionTile<Dh>::kThreads)
     rel_attention_dr_kernel(const RelAttentionBackwardParams<T> p) {
@@ -365,7 +371,6 @@ __global__ void __launch_bounds__(RelAttentionTile<Dh>::kThreads)
     const int h = blockIdx.y, b = blockIdx.z, H = f.n_head, Q = g.q_len, K = g.k_len(), M = g.mem_rows;
     const int s = f.head_map ? f.head_map[h] : h;
     const int d0 = blockIdx.x * BK;
-    const int d_limit = g.clamp_len > 0 ? g.clamp_len : f.n_dist;   // rows reached by exact distances
     const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
     const RelAttentionBackwardWorkspace ws(f.batch, H, Q, f.n_dist, Dh, tiles_of(Q, BQ));
     const std::int64_t bh = static_cast<std::int64_t>(b) * H + h;
@@ -382,13 +387,17 @@ __global__ void __launch_bounds__(RelAttentionTile<Dh>::kThreads)
 #pragma unroll
         for (int c = 0; c < RD; ++c) gr[a][c] = 0.0f;
 
-    for (int i0 = 0; i0 < Q && d0 < d_limit; i0 += BQ) {
+    const int mem_shift = rel_mem_row_shift(g);
+    for (int i0 = 0; i0 < Q; i0 += BQ) {
         const int rows = min(BQ, Q - i0);
         for (int run = 0; run < 2; ++run) {
             const int lo = run == 0 ? 0 : M, hi = run == 0 ? M : K;
-            const int base = run == 0 ? M + g.mem_offset : M;
+            const int shift = run == 0 ? mem_shift : 0;
+            const int base = (run == 0 ? M + g.mem_offset : M) - shift;   // key j = base + i - row
+            // rows below the run's clamped row are reached by exact distances
+            const int d_limit = g.clamp_len > 0 ? g.clamp_len - shift : f.n_dist;
             const int jb0 = base + i0 - (d0 + BK - 1);   // key of band row 0
-            if (lo >= hi || jb0 + BAND <= lo || jb0 >= hi) continue;
+            if (d0 >= d_limit || lo >= hi || jb0 + BAND <= lo || jb0 >= hi) continue;
             __syncthreads();
             load_query_tile<Dh, BQ, NT>(qu, qv, f.q + (static_cast<std::int64_t>(b) * Q + i0) * f.ld_q + h * Dh, f.ld_q,
                                         rows, f.r_w_bias + h * Dh, f.r_r_bias + h * Dh);
@@ -462,12 +471,14 @@ __global__ void __launch_bounds__(RelAttentionTile<Dh>::kThreads)
         }
     }
 
-    if (g.clamp_len > 0 && g.clamp_len >= d0 && g.clamp_len < d0 + BK) {
-        const float* far = p.workspace + ws.dbd_far + bh * Q;
+    for (int run = 0; run < 2 && g.clamp_len > 0; ++run) {
+        const int far_row = g.clamp_len - (run == 0 ? mem_shift : 0);
+        if (far_row < d0 || far_row >= d0 + BK) continue;
+        const float* far = p.workspace + ws.dbd_far + (run * static_cast<std::int64_t>(f.batch) * H + bh) * Q;
         const T* u_vb = f.r_r_bias + h * Dh;
 #pragma unroll
         for (int a = 0; a < RK; ++a) {
-            if (d0 + ty + 16 * a != g.clamp_len) continue;
+            if (d0 + ty + 16 * a != far_row) continue;
             for (int i = 0; i < Q; ++i) {
                 const float w = far[i];
                 const T* q = f.q + (static_cast<std::int64_t>(b) * Q + i) * f.ld_q + h * Dh;

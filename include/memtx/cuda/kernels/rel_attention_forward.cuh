@@ -58,7 +58,7 @@ __global__ void __launch_bounds__(RelAttentionTile<Dh>::kThreads)
             __syncthreads();   // the previous tile's reads (or the query tile's writes) are done
             load_tile<Dh, BK, NT>(kt, k_s + static_cast<std::int64_t>(j0) * p.ld_kv, p.ld_kv, j1 - j0);
             load_tile<Dh, BK, NT>(vt, v_s + static_cast<std::int64_t>(j0) * p.ld_kv, p.ld_kv, j1 - j0);
-            load_position_band<Dh, BAND, NT>(rb, r_s, p.ld_r, kr.base + i0 - j0 - (BK - 1), p.n_dist, g.clamp_len);
+            load_position_band<Dh, BAND, NT>(rb, r_s, p.ld_r, kr.base + i0 - j0 - (BK - 1), kr.shift, p.n_dist, g.clamp_len);
             __syncthreads();
 
             float sc[RQ][RK];

@@ -61,8 +61,8 @@ struct RelAttentionBackwardWorkspace {
     MEMTX_HD RelAttentionBackwardWorkspace(int batch, int n_head, int q_len, int n_dist, int d_head, int q_tiles) {
         const std::size_t bh = static_cast<std::size_t>(batch) * n_head;
         delta = 0;                                                   // (B,H,Q)   rowsum(dO * O)
-        dbd_far = delta + bh * q_len;                                // (B,H,Q)   dBD summed over clamped keys
-        dr_partial = dbd_far + bh * q_len;                           // (B,H,ND,Dh)
+        dbd_far = delta + bh * q_len;                                // (2,B,H,Q) dBD summed over clamped keys, per run
+        dr_partial = dbd_far + 2 * bh * q_len;                       // (B,H,ND,Dh)
         bias_partial = dr_partial + bh * n_dist * d_head;            // (B,H,q_tiles,2,Dh)
         total = bias_partial + bh * q_tiles * 2 * d_head;
     }

@@ -9,8 +9,9 @@
 // The BD term of a (query tile i0.., key tile j0..) pair reads position rows by the unclamped
 // distance u = base + i - j (base = M + mem_offset for memory keys, M for segment keys). Key
 // tiles never straddle the memory/segment boundary, so u - (base + i0 - j0 - BK + 1) =
-// (i - i0) - (j - j0) + BK - 1 indexes a band of BQ + BK - 1 rows; clamp_len is applied when
-// the band is loaded (row u holds R[min(u, clamp_len)]), so the inner loop stays a diagonal.
+// (i - i0) - (j - j0) + BK - 1 indexes a band of BQ + BK - 1 rows; clamp_len and the run's
+// table-row shift are applied when the band is loaded (band row of u holds
+// r[min(u, clamp_len) - shift], rel_position.hpp), so the inner loop stays a diagonal.
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -61,16 +62,19 @@ __device__ __forceinline__ void load_query_tile(float* qu, float* qv, const T* q
     }
 }
 
-// Row t of the band holds the position key of unclamped distance u0 + t (clamped to clamp_len;
-// zeros for distances that exist for no unmasked pair). r points at the source head's column 0.
+// Row t of the band holds the position key of unclamped distance u0 + t: table row
+// min(u, clamp_len) - shift (zeros for distances no unmasked pair has). r points at the source
+// head's column 0.
 template <int Dh, int Rows, int Threads, class T>
-__device__ __forceinline__ void load_position_band(float* band, const T* r, int ld_r, int u0, int n_dist, int clamp_len) {
+__device__ __forceinline__ void load_position_band(float* band, const T* r, int ld_r, int u0, int shift, int n_dist,
+                                                   int clamp_len) {
     constexpr int LD = Dh + 1;
     for (int e = threadIdx.x; e < Rows * Dh; e += Threads) {
         const int t = e / Dh, c = e % Dh;
         int u = u0 + t;
         if (clamp_len > 0 && u > clamp_len) u = clamp_len;
-        band[t * LD + c] = (u >= 0 && u < n_dist) ? to_float(r[static_cast<std::int64_t>(u) * ld_r + c]) : 0.0f;
+        const int row = u - shift;
+        band[t * LD + c] = (u >= 0 && row >= 0 && row < n_dist) ? to_float(r[static_cast<std::int64_t>(row) * ld_r + c]) : 0.0f;
     }
 }
 
@@ -109,12 +113,13 @@ __device__ __forceinline__ float dropatt_factor(const RandomStream& rs, float p,
 struct KeyRun {
     int begin, end;   // keys [begin, end)
     int base;         // unclamped distance of (i, j) is base + i - j
+    int shift;        // its table row is min(distance, clamp_len) - shift
 };
 MEMTX_HD KeyRun key_run(const RelAttentionGeometry& g, int run, int i_first, int i_last) {
     const int first = rel_key_range(g, i_first).first, last = rel_key_range(g, i_last).last;
     const int M = g.mem_rows;
-    if (run == 0) return {first, last + 1 < M ? last + 1 : M, M + g.mem_offset};
-    return {first > M ? first : M, last + 1, M};
+    if (run == 0) return {first, last + 1 < M ? last + 1 : M, M + g.mem_offset, rel_mem_row_shift(g)};
+    return {first > M ? first : M, last + 1, M, 0};
 }
 
 // Key tile t of all key tiles: memory keys in tiles first, then segment keys, so no tile
@@ -123,10 +128,10 @@ MEMTX_HD KeyRun key_tile(const RelAttentionGeometry& g, int tile, int bk) {
     const int M = g.mem_rows, mem_tiles = tiles_of(M, bk);
     if (tile < mem_tiles) {
         const int j0 = tile * bk;
-        return {j0, j0 + bk < M ? j0 + bk : M, M + g.mem_offset};
+        return {j0, j0 + bk < M ? j0 + bk : M, M + g.mem_offset, rel_mem_row_shift(g)};
     }
     const int j0 = M + (tile - mem_tiles) * bk, K = g.k_len();
-    return {j0, j0 + bk < K ? j0 + bk : K, M};
+    return {j0, j0 + bk < K ? j0 + bk : K, M, 0};
 }
 MEMTX_HD int key_tile_count(const RelAttentionGeometry& g, int bk) { return tiles_of(g.mem_rows, bk) + tiles_of(g.q_len, bk); }
 
