@@ -2,12 +2,16 @@
 // Runs memtx's CUDA kernel bodies on the host, so that their index math, masking, tiling,
 // barriers and shuffles are checked on machines without a GPU (CI, development).
 //
-// Each launch starts one std::thread per CUDA thread of a block; the threads walk the grid's
-// blocks in order, with __syncthreads a std::barrier over the block and __shfl_xor_sync an
-// exchange through a per-warp slot array between two warp barriers. Shared memory is one
-// static array, reused block after block. This checks what the kernels compute, not how fast,
-// and not the GPU memory model: a race that only shows on hardware needs the real run
-// (scripts/gpu_check.sh, under compute-sanitizer).
+// Each launch starts one std::thread per CUDA thread of a block (1-, 2- or 3-D; warps are runs of
+// 32 consecutive linear thread ids, x fastest, as on the GPU); the threads walk the grid's blocks
+// in order, with __syncthreads a std::barrier over the block and __shfl_xor_sync an exchange
+// through a per-warp slot array and one warp barrier (two slot arrays, used alternately).
+// Dynamic shared memory is one static array (`extern __shared__` declarations name it), reused
+// block after block; a kernel's static shared arrays, declared `MEMTX_SHARED`
+// (kernels/shared_memory.cuh), become function-local statics: one array that all the emulated
+// threads of the block see. This checks what the kernels compute, not how fast, and not the GPU
+// memory model: a race that only shows on hardware needs the real run (scripts/gpu_check.sh,
+// under compute-sanitizer).
 //
 // Include this header before any kernel header, in a host-compiled (g++) translation unit.
 #include <cuda_bf16.h>
@@ -15,10 +19,14 @@
 
 #include <algorithm>
 #include <barrier>
+#include <bit>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <memory>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace memtx_emulation {
@@ -26,42 +34,62 @@ namespace memtx_emulation {
 struct ThreadPosition {
     uint3 thread_idx{0, 0, 0}, block_idx{0, 0, 0};
     dim3 block_dim{1, 1, 1}, grid_dim{1, 1, 1};
+    int linear = 0;   // x + y * block_dim.x + z * block_dim.x * block_dim.y: warp = linear / 32
 };
 inline thread_local ThreadPosition position;
 
 struct BlockSync {
     std::barrier<> block;
     std::vector<std::unique_ptr<std::barrier<>>> warps;
-    std::vector<float> exchange;
-    explicit BlockSync(int threads) : block(threads), exchange(static_cast<std::size_t>(threads)) {
+    // two slots per thread, each wide enough for any shuffled type: shuffles alternate between them
+    std::vector<std::uint64_t> exchange;
+    explicit BlockSync(int threads) : block(threads), exchange(2 * static_cast<std::size_t>(threads)) {
         for (int w = 0; w < threads / 32; ++w) warps.push_back(std::make_unique<std::barrier<>>(32));
     }
 };
 inline thread_local BlockSync* sync_of_thread = nullptr;
+inline thread_local int shuffle_parity = 0;   // which slot array this thread's next shuffle uses
 
 inline void syncthreads() { sync_of_thread->block.arrive_and_wait(); }
 
-inline float shfl_xor(float v, int lane_mask) {
+// __shfl_xor_sync over the full warp, for the types CUDA shuffles (4- and 8-byte: int, unsigned,
+// float, double, long long, ...); the value travels as bytes, so a double keeps all its bits.
+// Every lane of the warp takes part in every shuffle (the full mask), in the same order, so the
+// lanes agree on the parity. Shuffle k writes slot array k % 2 and reads it after the barrier;
+// the next write to that array, by shuffle k + 2, comes after the barrier of shuffle k + 1,
+// which no lane passes before it has read shuffle k: one barrier per shuffle suffices.
+template <class T>
+T shfl_xor(T v, int lane_mask) {
+    static_assert(std::is_trivially_copyable_v<T> && sizeof(T) <= sizeof(std::uint64_t), "__shfl_xor_sync: 4 or 8 bytes");
     BlockSync& s = *sync_of_thread;
-    const int t = static_cast<int>(position.thread_idx.x), warp = t / 32, lane = t % 32;
-    s.exchange[static_cast<std::size_t>(t)] = v;
+    const int t = position.linear, warp = t / 32, lane = t % 32;
+    const std::size_t base = static_cast<std::size_t>(shuffle_parity) * (s.exchange.size() / 2);
+    shuffle_parity ^= 1;
+    std::memcpy(&s.exchange[base + static_cast<std::size_t>(t)], &v, sizeof(T));
     s.warps[static_cast<std::size_t>(warp)]->arrive_and_wait();
-    const float r = s.exchange[static_cast<std::size_t>(warp * 32 + (lane ^ lane_mask))];
-    s.warps[static_cast<std::size_t>(warp)]->arrive_and_wait();
+    T r;
+    std::memcpy(&r, &s.exchange[base + static_cast<std::size_t>(warp * 32 + (lane ^ lane_mask))], sizeof(T));
     return r;
 }
 
-// Runs body() as every thread of every block of a 1-D-block launch.
+// __int_as_float: the bits of i read as a float (no conversion).
+inline float int_as_float(int i) { return std::bit_cast<float>(i); }
+
+// Runs body() as every thread of every block of a launch with block dimensions `block`.
 template <class Body>
-void launch(dim3 grid, int threads, Body body) {
+void launch(dim3 grid, dim3 block, Body body) {
+    const int threads = static_cast<int>(block.x * block.y * block.z);
     BlockSync sync(threads);
     std::vector<std::thread> pool;
     pool.reserve(static_cast<std::size_t>(threads));
     for (int t = 0; t < threads; ++t)
         pool.emplace_back([&, t] {
             sync_of_thread = &sync;
-            position.thread_idx = {static_cast<unsigned>(t), 0, 0};
-            position.block_dim = dim3(static_cast<unsigned>(threads), 1, 1);
+            shuffle_parity = 0;
+            const auto u = static_cast<unsigned>(t);
+            position.thread_idx = {u % block.x, u / block.x % block.y, u / (block.x * block.y)};
+            position.block_dim = block;
+            position.linear = t;
             position.grid_dim = grid;
             for (unsigned z = 0; z < grid.z; ++z)
                 for (unsigned y = 0; y < grid.y; ++y)
@@ -74,6 +102,12 @@ void launch(dim3 grid, int threads, Body body) {
     for (auto& th : pool) th.join();
 }
 
+// A 1-D block of `threads`.
+template <class Body>
+void launch(dim3 grid, int threads, Body body) {
+    launch(grid, dim3(static_cast<unsigned>(threads), 1, 1), std::move(body));
+}
+
 } // namespace memtx_emulation
 
 // The CUDA built-ins the kernels use, mapped onto the emulation.
@@ -83,6 +117,7 @@ void launch(dim3 grid, int threads, Body body) {
 #define gridDim (::memtx_emulation::position.grid_dim)
 #define __syncthreads() ::memtx_emulation::syncthreads()
 #define __shfl_xor_sync(mask, v, lane_mask) ::memtx_emulation::shfl_xor((v), (lane_mask))
+#define __int_as_float(i) ::memtx_emulation::int_as_float(i)
 #undef __global__
 #define __global__
 #undef __device__
@@ -93,11 +128,16 @@ void launch(dim3 grid, int threads, Body body) {
 #define __launch_bounds__(...)
 #undef __forceinline__
 #define __forceinline__ inline
+// Static shared memory: one array per kernel (function-local static), shared by the block's
+// threads. The emulation runs one block at a time, so reuse by the next block is what the GPU does.
+#define MEMTX_SHARED static
 using std::max;
 using std::min;
 
-// Shared memory of the emulated block (the kernels declare `extern __shared__ float smem[]`).
+// Dynamic shared memory of the emulated block (the kernels declare `extern __shared__ float smem[]`,
+// or `float4 smem4[]` where they need 16-byte alignment).
 namespace memtx::cuda::kernels {
 inline constexpr std::size_t kEmulatedSharedFloats = 64 * 1024;   // 256 KiB, above every kernel's need
 float smem[kEmulatedSharedFloats];
+float4 smem4[kEmulatedSharedFloats / 4];
 } // namespace memtx::cuda::kernels

@@ -3,6 +3,7 @@
 // root, no weight decay; one step count per tensor group; a frozen group untouched; global-norm
 // clipping folded into the update, g never rewritten). Master weights and moments are fp32;
 // the update can also write the bf16 copy of the weights that bf16 training multiplies with.
+// The launch sequences are in adam_launch.hpp.
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -10,29 +11,13 @@
 #include <span>
 #include <vector>
 
-#include "memtx/cuda/check.hpp"
+#include "memtx/cuda/adam_launch.hpp"
 #include "memtx/cuda/device_buffer.hpp"
 #include "memtx/cuda/global_norm.cuh"
-#include "memtx/cuda/kernels/adam.cuh"
-#include "memtx/cuda/launch.cuh"
-#include "memtx/cuda/numeric.cuh"
+#include "memtx/cuda/stream_launcher.cuh"
 #include "memtx/train/adam.hpp"   // AdamOptions, validate
 
 namespace memtx::cuda {
-
-// One group's share of a step: its elements and its bias-corrected scalars at its step count.
-struct AdamGroupStep {
-    std::size_t offset = 0, size = 0;
-    float step_size = 0;      // lr / (1 - beta1^step)
-    float inv_sqrt_bc2 = 1;   // 1 / sqrt(1 - beta2^step)
-};
-
-// The scalars memtx::Adam::step computes for a group at `step` (its count after the increment).
-inline AdamGroupStep adam_group_step(std::size_t offset, std::size_t size, long long step, const AdamOptions& o) {
-    const double bc1 = 1 - std::pow(o.beta1, static_cast<double>(step));
-    const double bc2 = 1 - std::pow(o.beta2, static_cast<double>(step));
-    return {offset, size, static_cast<float>(o.lr / bc1), static_cast<float>(1 / std::sqrt(bc2))};
-}
 
 // One Adam update of the listed groups (those frozen this step are simply not listed).
 // norm: device pointer to the global gradient norm (global_norm), read when options.clip > 0.
@@ -40,43 +25,13 @@ inline AdamGroupStep adam_group_step(std::size_t offset, std::size_t size, long 
 inline void adam_update(float* p, bf16* p_half, float* m, float* v, const float* g,
                         std::span<const AdamGroupStep> groups, const AdamOptions& options, const double* norm,
                         cudaStream_t stream) {
-    require(options.clip <= 0 || norm != nullptr, "Adam: clipping needs the device norm");
-    kernels::AdamLaunchArgs a{};
-    a.beta1 = static_cast<float>(options.beta1);
-    a.beta2 = static_cast<float>(options.beta2);
-    a.one_minus_beta1 = 1.0f - a.beta1;   // T(1) - tb1 in float, as the CPU
-    a.one_minus_beta2 = 1.0f - a.beta2;
-    a.eps = static_cast<float>(options.eps);
-    a.clip = options.clip;
-    const bool vec = aligned_to(p, 16) && aligned_to(m, 16) && aligned_to(v, 16) && aligned_to(g, 16) &&
-                     aligned_to(p_half, 8);
-    std::size_t k = 0;
-    while (k < groups.size()) {   // launches of up to kAdamMaxGroups groups
-        a.n_groups = 0;
-        std::uint64_t blocks = 0;
-        for (; k < groups.size() && a.n_groups < kernels::kAdamMaxGroups; ++k) {
-            const AdamGroupStep& s = groups[k];
-            if (s.size == 0) continue;
-            require(s.size <= 0xFFFFFFFFu, "Adam: a group of ", s.size, " elements exceeds 2^32 - 1");
-            a.group[a.n_groups++] = {s.offset, static_cast<std::uint32_t>(s.size), static_cast<std::uint32_t>(blocks),
-                                     s.step_size, s.inv_sqrt_bc2};
-            blocks += (s.size + kernels::kAdamChunk - 1) / kernels::kAdamChunk;
-            require(blocks <= 0x7FFFFFFFu, "Adam: too many elements for one launch");
-        }
-        if (a.n_groups == 0) continue;
-        kernels::adam_update<kernels::kAdamThreads>
-            <<<static_cast<unsigned>(blocks), kernels::kAdamThreads, 0, stream>>>(p, p_half, m, v, g, norm, a, vec);
-        MEMTX_CUDA_CHECK_LAUNCH();
-    }
+    adam_update_sequence(p, p_half, m, v, g, groups, options, norm, detail::StreamLauncher{stream});
 }
 
 // memtx::Adam<float> on the device: moments, per-group step counts and the norm workspace.
 class Adam {
 public:
-    struct Group {   // as memtx::Adam<T>::Group
-        std::size_t offset = 0, size = 0;
-        long long step = 0;
-    };
+    using Group = AdamGroup;   // as memtx::Adam<T>::Group
 
     Adam(std::size_t n_params, AdamOptions options, cudaStream_t stream = nullptr)
         : Adam(std::vector<Group>{{0, n_params, 0}}, n_params, options, stream) {}
@@ -111,17 +66,8 @@ public:
     // empty: none); p_half, when given, receives the bf16 copy of the updated weights.
     void step(float* p, const float* g, std::span<const std::uint8_t> frozen, cudaStream_t stream,
               bf16* p_half = nullptr) {
-        require(frozen.empty() || frozen.size() == groups_.size(), "Adam: ", frozen.size(), " frozen flags for ",
-                groups_.size(), " parameter groups");
-        global_norm(norm_.data(), g, m_.size(), norm_ws_.data(), stream);
-        steps_.clear();
-        for (std::size_t k = 0; k < groups_.size(); ++k) {
-            if (!frozen.empty() && frozen[k]) continue;
-            Group& gr = groups_[k];
-            ++gr.step;
-            steps_.push_back(adam_group_step(gr.offset, gr.size, gr.step, options_));
-        }
-        adam_update(p, p_half, m_.data(), v_.data(), g, steps_, options_, norm_.data(), stream);
+        adam_step_sequence(p, p_half, m_.data(), v_.data(), g, m_.size(), groups_, frozen, options_, norm_.data(),
+                           norm_ws_.data(), steps_, detail::StreamLauncher{stream});
     }
 
     // The norm before clipping of the last step, on the device (no synchronisation).

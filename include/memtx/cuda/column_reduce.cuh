@@ -1,45 +1,20 @@
 #pragma once
 // Launch of the deterministic column sums (kernels/column_reduce.cuh) shared by the bias and
-// LayerNorm backward passes; the caller provides the partial-sum workspace.
+// LayerNorm backward passes; the caller provides the partial-sum workspace. The launch sequence
+// is in column_reduce_launch.hpp.
 #include <array>
 #include <cstddef>
 
-#include "memtx/cuda/check.hpp"
-#include "memtx/cuda/kernels/column_reduce.cuh"
-#include "memtx/cuda/launch.cuh"
+#include "memtx/cuda/column_reduce_launch.hpp"
+#include "memtx/cuda/stream_launcher.cuh"
 
 namespace memtx::cuda {
-
-inline int column_chunks(int rows) {
-    return rows <= 0 ? 1 : (rows + kernels::kColumnChunkRows - 1) / kernels::kColumnChunkRows;
-}
-
-// Floats of workspace that column_reduce_add needs for `terms` sums over a (rows, cols) matrix.
-inline std::size_t column_reduce_workspace_floats(int rows, int cols, int terms) {
-    return static_cast<std::size_t>(terms) * static_cast<std::size_t>(column_chunks(rows)) *
-           static_cast<std::size_t>(cols > 0 ? cols : 0);
-}
 
 // outs[k][c] += sum over r of term(r, c)[k]; workspace holds column_reduce_workspace_floats(rows, cols, K).
 template <int K, class Term>
 void column_reduce_add(const std::array<float*, K>& outs, const Term& term, int rows, int cols, float* workspace,
                        cudaStream_t stream) {
-    require(rows >= 0 && cols >= 0, "column sums: negative shape (", rows, ", ", cols, ")");
-    if (rows == 0 || cols == 0) return;
-    const int chunks = column_chunks(rows);
-    require(chunks <= 65535, "column sums: ", rows, " rows exceed the ", 65535 * kernels::kColumnChunkRows,
-            " that one launch covers");
-    require(workspace != nullptr, "column sums: no workspace");
-    for (float* o : outs) require(o != nullptr, "column sums: no output vector");
-    const dim3 block(kernels::kColumnTile, kernels::kColumnLanes);
-    const dim3 grid(grid_for(cols, kernels::kColumnTile), static_cast<unsigned>(chunks));
-    kernels::column_partials<K><<<grid, block, 0, stream>>>(workspace, term, rows, cols);
-    MEMTX_CUDA_CHECK_LAUNCH();
-    kernels::ColumnOutputs<K> o;
-    for (int k = 0; k < K; ++k) o.out[k] = outs[static_cast<std::size_t>(k)];
-    constexpr int kThreads = 128;
-    kernels::column_finish<K><<<grid_for(cols, kThreads), kThreads, 0, stream>>>(o, workspace, chunks, cols);
-    MEMTX_CUDA_CHECK_LAUNCH();
+    column_reduce_add_sequence<K>(outs, term, rows, cols, workspace, detail::StreamLauncher{stream});
 }
 
 } // namespace memtx::cuda

@@ -2,6 +2,8 @@
 // Word embedding on the GPU, as the CPU model does it: h0 = emb[x] * sqrt(D) forward, and
 // g_emb[x] += dh0 * sqrt(D) backward, the latter deterministic (a stable radix sort of the token
 // ids, then one warp per distinct id adding rows in token order; no float atomics).
+// The forward's launch sequence is in embedding_launch.hpp; the backward's stays here (CUB's
+// radix sort runs on the device only, so the host emulation of the tests cannot run it).
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -9,24 +11,18 @@
 #include <cub/device/device_radix_sort.cuh>
 
 #include "memtx/cuda/check.hpp"
+#include "memtx/cuda/embedding_launch.hpp"
 #include "memtx/cuda/kernels/embedding.cuh"
 #include "memtx/cuda/launch.cuh"
+#include "memtx/cuda/stream_launcher.cuh"
 
 namespace memtx::cuda {
-
-// The CPU's scale: std::sqrt(T(D)) in float.
-inline float embedding_scale(int d) { return std::sqrt(static_cast<float>(d)); }
 
 // h (n, d) = emb (vocab, d)[x] * scale. W (the table) may be fp32 master weights or their bf16 copy.
 template <class T, class W>
 void embedding_forward(T* h, const W* emb, const std::int32_t* x, int n, int vocab, int d, float scale,
                        cudaStream_t stream) {
-    require(n >= 0 && vocab > 0 && d > 0, "embedding: ", n, " tokens, vocabulary ", vocab, ", width ", d);
-    if (n == 0) return;
-    const bool vec = d % kernels::kPack2<T, W> == 0 && aligned_to(h, 16) && aligned_to(emb, 16);
-    kernels::embedding_forward<T, W><<<static_cast<unsigned>(n), kernels::kEmbeddingThreads, 0, stream>>>(
-        h, emb, x, vocab, d, scale, vec);
-    MEMTX_CUDA_CHECK_LAUNCH();
+    embedding_forward_sequence(h, emb, x, n, vocab, d, scale, detail::StreamLauncher{stream});
 }
 
 namespace detail {

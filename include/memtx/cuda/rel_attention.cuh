@@ -1,6 +1,6 @@
 #pragma once
 // The fused relative attention on a stream: head-dim dispatch and the <<<>>> launcher of the
-// launch templates in rel_attention_launch.hpp (kernel bodies in kernels/).
+// launch templates in rel_attention_launch.hpp (stream_launcher.cuh; kernel bodies in kernels/).
 //
 //   rel_attention_forward(p, stream)                 O and lse
 //   rel_attention_backward(p, stream)                dq, dk, dv, dr written; du, dvb accumulated
@@ -10,6 +10,7 @@
 #include "memtx/core/error.hpp"
 #include "memtx/cuda/check.hpp"
 #include "memtx/cuda/rel_attention_launch.hpp"
+#include "memtx/cuda/stream_launcher.cuh"
 
 namespace memtx::cuda {
 
@@ -36,18 +37,6 @@ void check_params(const RelAttentionForwardParams<T>& p) {
     require(p.n_head <= 65535 && p.batch <= 65535, "CUDA relative attention: batch and heads must be <= 65535");
     require(p.dropatt >= 0.0f && p.dropatt < 1.0f, "CUDA relative attention: dropatt ", p.dropatt, " outside [0, 1)");
 }
-
-// Launches on one stream; raises the kernel's dynamic shared-memory limit first (> 48 KiB).
-struct StreamLauncher {
-    cudaStream_t stream;
-    template <class... KernelArgs, class... Args>
-    void operator()(void (*kernel)(KernelArgs...), kernels::Grid3 grid, int threads, std::size_t smem, Args&&... args) const {
-        if (smem > 48 * 1024)
-            MEMTX_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-        kernel<<<dim3(grid.x, grid.y, grid.z), threads, smem, stream>>>(std::forward<Args>(args)...);
-        MEMTX_CUDA_CHECK_LAUNCH();
-    }
-};
 
 } // namespace detail
 

@@ -1,12 +1,12 @@
 #pragma once
 // Softmax cross-entropy over the vocabulary on the GPU, matching memtx::cpu::softmax_xent_forward
 // and _backward. The CPU forward returns the summed loss; here it stays on the device
-// (softmax_xent_loss_sum) so that the step never waits for the host.
+// (softmax_xent_loss_sum) so that the step never waits for the host. The launch sequences are in
+// softmax_xent_launch.hpp.
 #include <cstdint>
 
-#include "memtx/cuda/check.hpp"
-#include "memtx/cuda/kernels/softmax_xent.cuh"
-#include "memtx/cuda/launch.cuh"
+#include "memtx/cuda/softmax_xent_launch.hpp"
+#include "memtx/cuda/stream_launcher.cuh"
 
 namespace memtx::cuda {
 
@@ -15,31 +15,19 @@ namespace memtx::cuda {
 template <class T>
 void softmax_xent_forward(T* logits_to_probs, float* nll, const std::int32_t* target, int n, int v,
                           cudaStream_t stream) {
-    require(n >= 0 && v > 0, "softmax cross-entropy: shape (", n, ", ", v, ")");
-    if (n == 0) return;
-    const bool vec = v % kernels::kPack<T> == 0 && aligned_to(logits_to_probs, 16);
-    kernels::softmax_xent_forward<T><<<static_cast<unsigned>(n), kernels::kSoftmaxThreads, 0, stream>>>(
-        logits_to_probs, nll, target, v, vec);
-    MEMTX_CUDA_CHECK_LAUNCH();
+    softmax_xent_forward_sequence(logits_to_probs, nll, target, n, v, detail::StreamLauncher{stream});
 }
 
 // *sum (device) = sum over rows of nll, in double and a fixed order (the CPU forward's return value).
 inline void softmax_xent_loss_sum(double* sum, const float* nll, int n, cudaStream_t stream) {
-    require(n >= 0, "softmax cross-entropy: ", n, " rows");
-    kernels::sum_rows_double<1024><<<1, 1024, 0, stream>>>(sum, nll, n);
-    MEMTX_CUDA_CHECK_LAUNCH();
+    softmax_xent_loss_sum_sequence(sum, nll, n, detail::StreamLauncher{stream});
 }
 
 // dlogits = (probs - onehot(target)) * scale, in place over probs (n, v).
 template <class T>
 void softmax_xent_backward(T* probs_to_dlogits, const std::int32_t* target, int n, int v, float scale,
                            cudaStream_t stream) {
-    require(n >= 0 && v > 0, "softmax cross-entropy: shape (", n, ", ", v, ")");
-    if (n == 0) return;
-    const bool vec = v % kernels::kPack<T> == 0 && aligned_to(probs_to_dlogits, 16);
-    kernels::softmax_xent_backward<T><<<static_cast<unsigned>(n), kernels::kSoftmaxThreads, 0, stream>>>(
-        probs_to_dlogits, target, v, scale, vec);
-    MEMTX_CUDA_CHECK_LAUNCH();
+    softmax_xent_backward_sequence(probs_to_dlogits, target, n, v, scale, detail::StreamLauncher{stream});
 }
 
 } // namespace memtx::cuda

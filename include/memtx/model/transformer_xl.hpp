@@ -22,6 +22,8 @@
 #include "memtx/cpu/linear.hpp"
 #include "memtx/cpu/softmax_xent.hpp"
 #include "memtx/memory/memory.hpp"
+#include "memtx/model/step_options.hpp"
+#include "memtx/model/transformer_xl_fwd.hpp"
 #include "memtx/nn/decoder_layer.hpp"
 #include "memtx/nn/parameters.hpp"
 #include "memtx/nn/positional_embedding.hpp"
@@ -29,27 +31,7 @@
 
 namespace memtx {
 
-// Per-call options of a segment computation.
-struct StepOptions {
-    bool training = true;          // dropout on; skips and head maps allowed
-    std::uint64_t step = 0;        // Philox step counter: every random decision depends on it
-    int clamp_len = 0;             // > 0: relative distances clamped
-    bool same_length = false;      // every query sees mem_len keys
-    std::int64_t batch_offset = 0; // global index of this call's first batch row (batch chunks)
-    double loss_scale = 1.0;       // gradient of loss_scale * mean loss (1/chunks for batch chunks)
-    const int* const* head_maps = nullptr; // per layer: null or (n_head) source heads (cross-head)
-    const std::uint8_t* skip = nullptr;    // per layer: 1 = skipped this step (Skip-Retain)
-    AttentionReach* reach = nullptr;       // when set, attention mass by distance is added to it
-};
-
-// Result of one segment: mean loss over its tokens and the token count.
-struct SegmentLoss {
-    double mean = 0;
-    double sum = 0;
-    std::int64_t tokens = 0;
-};
-
-template <ModelShape S, class Backend = Cpu, class T = float>
+template <ModelShape S, class Backend, class T>
 class TransformerXL {
     static_assert(valid_shape(S), "invalid ModelShape: sizes must be positive and d_model even");
     static_assert(std::is_same_v<Backend, Cpu>, "this header implements the Cpu backend");
@@ -88,20 +70,7 @@ public:
 
     // Reference initialisation: weights N(0, std), LayerNorm weight N(1, std), biases 0,
     // r_w_bias/r_r_bias N(0, std); a pure function of the seed.
-    void init_parameters() {
-        const RandomStream rs{options_.seed, 0, kNoLayer, RandomPurpose::init};
-        std::fill(params_.begin(), params_.end(), T(0));
-        for (const auto& e : layout_.entries) {
-            for (std::size_t i = 0; i < e.numel(); ++i) {
-                const std::size_t at = e.offset + i;
-                switch (e.init) {
-                case ParamEntry::Init::normal: params_[at] = T(options_.init_std * rs.normal(at)); break;
-                case ParamEntry::Init::one_plus_normal: params_[at] = T(1 + options_.init_std * rs.normal(at)); break;
-                case ParamEntry::Init::zero: params_[at] = T(0); break;
-                }
-            }
-        }
-    }
+    void init_parameters() { nn::initialize_parameters(std::span<T>(params_), layout_, options_); }
 
     Memory<T> make_memory(int batch, int mem_len) const { return Memory<T>(S.n_layer, batch, mem_len, S.d_model); }
 

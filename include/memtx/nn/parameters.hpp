@@ -4,11 +4,14 @@
 // moments use the same offsets in buffers of their own, so clipping, the optimizer and
 // checkpoints each see one flat array (llm.c style).
 #include <cstddef>
+#include <algorithm>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "memtx/core/config.hpp"
+#include "memtx/core/philox.hpp"
 
 namespace memtx {
 
@@ -97,4 +100,25 @@ inline ParamLayout make_param_layout(const ModelShape& s) {
     return p;
 }
 
+namespace nn {
+
+// Reference initialisation: weights N(0, std), LayerNorm weight N(1, std), biases 0,
+// r_w_bias/r_r_bias N(0, std); a pure function of the seed (every backend starts from these).
+template <class T>
+void initialize_parameters(std::span<T> params, const ParamLayout& layout, const ModelOptions& options) {
+    const RandomStream rs{options.seed, 0, kNoLayer, RandomPurpose::init};
+    std::fill(params.begin(), params.end(), T(0));
+    for (const auto& e : layout.entries) {
+        for (std::size_t i = 0; i < e.numel(); ++i) {
+            const std::size_t at = e.offset + i;
+            switch (e.init) {
+            case ParamEntry::Init::normal: params[at] = T(options.init_std * rs.normal(at)); break;
+            case ParamEntry::Init::one_plus_normal: params[at] = T(1 + options.init_std * rs.normal(at)); break;
+            case ParamEntry::Init::zero: params[at] = T(0); break;
+            }
+        }
+    }
+}
+
+} // namespace nn
 } // namespace memtx

@@ -6,6 +6,8 @@
 
 #include <cuda_runtime.h>
 
+#include "memtx/cuda/kernels/shared_memory.cuh"
+
 namespace memtx::cuda::kernels {
 
 inline constexpr int kColumnTile = 32;       // columns per block: one warp reads a row segment
@@ -24,7 +26,7 @@ struct ColumnOutputs {
 template <int K, class Term>
 __global__ void __launch_bounds__(kColumnTile * kColumnLanes)
 column_partials(float* __restrict__ partial, Term term, int rows, int cols) {
-    __shared__ float lanes[K][kColumnLanes][kColumnTile];
+    MEMTX_SHARED float lanes[K][kColumnLanes][kColumnTile];
     const int tx = threadIdx.x, ty = threadIdx.y;
     const int c = blockIdx.x * kColumnTile + tx;
     const int chunk = blockIdx.y;

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "memtx/cuda/kernels/block_reduce.cuh"
+#include "memtx/cuda/kernels/shared_memory.cuh"
 
 namespace memtx::cuda::kernels {
 
@@ -15,7 +16,7 @@ inline constexpr std::int64_t kNormChunk = 16384;   // elements per partial; a m
 template <int kThreads>
 __global__ void __launch_bounds__(kThreads)
 sum_squares_partials(double* __restrict__ partial, const float* __restrict__ g, std::int64_t n, bool vec) {
-    __shared__ double scratch[kMaxWarps];
+    MEMTX_SHARED double scratch[kMaxWarps];
     const std::int64_t lo = static_cast<std::int64_t>(blockIdx.x) * kNormChunk;
     const std::int64_t hi = lo + kNormChunk < n ? lo + kNormChunk : n;
     double s = 0.0;
@@ -39,7 +40,7 @@ sum_squares_partials(double* __restrict__ partial, const float* __restrict__ g, 
 template <int kThreads>
 __global__ void __launch_bounds__(kThreads)
 sum_squares_finish(double* __restrict__ norm, const double* __restrict__ partial, int n_partials) {
-    __shared__ double scratch[kMaxWarps];
+    MEMTX_SHARED double scratch[kMaxWarps];
     double s = 0.0;
     for (int j = threadIdx.x; j < n_partials; j += kThreads) s += partial[j];
     s = block_sum(s, scratch);

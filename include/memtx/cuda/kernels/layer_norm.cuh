@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "memtx/cuda/kernels/block_reduce.cuh"
+#include "memtx/cuda/kernels/shared_memory.cuh"
 #include "memtx/cuda/kernels/vector_io.cuh"
 
 namespace memtx::cuda::kernels {
@@ -44,7 +45,7 @@ layer_norm_forward(T* y, T* xhat, float* __restrict__ rstd, const T* x, const fl
                    const float* __restrict__ b, int d, bool vec) {
     extern __shared__ float4 smem4[];
     float* row = reinterpret_cast<float*>(smem4);   // (d)
-    __shared__ float scratch[kMaxWarps];
+    MEMTX_SHARED float scratch[kMaxWarps];
     constexpr int P = kPack<T>;
     const std::int64_t base = static_cast<std::int64_t>(blockIdx.x) * d;
 
@@ -93,7 +94,7 @@ layer_norm_backward_dx(T* dx, const T* dy, const T* __restrict__ xhat, const flo
     extern __shared__ float4 smem4[];
     float* g_row = reinterpret_cast<float*>(smem4);   // (d)
     float* h_row = g_row + d;                          // (d)
-    __shared__ float scratch[kMaxWarps];
+    MEMTX_SHARED float scratch[kMaxWarps];
     constexpr int P = kPack<T>;
     const std::int64_t base = static_cast<std::int64_t>(blockIdx.x) * d;
 

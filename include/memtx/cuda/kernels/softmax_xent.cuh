@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "memtx/cuda/kernels/block_reduce.cuh"
+#include "memtx/cuda/kernels/shared_memory.cuh"
 #include "memtx/cuda/kernels/vector_io.cuh"
 
 namespace memtx::cuda::kernels {
@@ -56,7 +57,7 @@ template <class T>
 __global__ void __launch_bounds__(kSoftmaxThreads)
 softmax_xent_forward(T* logits_to_probs, float* __restrict__ nll, const std::int32_t* __restrict__ target, int v,
                      bool vec) {
-    __shared__ MaxSum scratch[kMaxWarps];
+    MEMTX_SHARED MaxSum scratch[kMaxWarps];
     constexpr int P = kPack<T>;
     T* z = logits_to_probs + static_cast<std::int64_t>(blockIdx.x) * v;
     const int t = target[blockIdx.x];
@@ -119,7 +120,7 @@ softmax_xent_backward(T* probs_to_dlogits, const std::int32_t* __restrict__ targ
 // that the header can be included by several translation units.
 template <int kThreads>
 __global__ void __launch_bounds__(kThreads) sum_rows_double(double* __restrict__ sum, const float* __restrict__ nll, int n) {
-    __shared__ double scratch[kMaxWarps];
+    MEMTX_SHARED double scratch[kMaxWarps];
     double s = 0.0;
     for (int i = threadIdx.x; i < n; i += kThreads) s += static_cast<double>(nll[i]);
     s = block_sum(s, scratch);

@@ -1,0 +1,38 @@
+#include "cpu_reference_model.hpp"
+
+#include <memtx/memtx.hpp>
+
+namespace memtx::testref {
+
+template <ModelShape S>
+testcases::ModelRun model_cpu(const testcases::ModelCase& c) {
+    TransformerXL<S> model({.seed = 7, .dropout = c.dropout, .dropatt = c.dropatt, .init_std = 0.1f});
+    auto mem = model.make_memory(c.batch, c.mem_len);
+    testcases::ModelRun run;
+    std::vector<const int*> maps(static_cast<std::size_t>(S.n_layer), nullptr);
+    for (std::size_t l = 0; l < c.head_maps.size(); ++l) maps[l] = c.head_maps[l].empty() ? nullptr : c.head_maps[l].data();
+    const int n = c.batch * c.tgt_len;
+    for (int t = 0; t < c.steps; ++t) {
+        const auto x = testcases::case_tokens(n, S.vocab, 7, t, false), y = testcases::case_tokens(n, S.vocab, 7, t, true);
+        StepOptions opt;
+        opt.step = static_cast<std::uint64_t>(t);
+        opt.clamp_len = c.clamp_len;
+        opt.same_length = c.same_length;
+        opt.head_maps = c.head_maps.empty() ? nullptr : maps.data();
+        opt.skip = c.skip.empty() ? nullptr : c.skip[static_cast<std::size_t>(t)].data();
+        model.zero_grad();
+        run.losses.push_back(model.forward_backward(x, y, mem, opt).mean);
+        run.grads.insert(run.grads.end(), model.gradients().begin(), model.gradients().end());
+    }
+    for (int l = 0; l < S.n_layer; ++l) {
+        run.rows.push_back(mem.rows(l));
+        run.ages.push_back(mem.age(l));
+    }
+    run.memory.assign(mem.data(0, 0), mem.data(0, 0) + static_cast<std::size_t>(S.n_layer) * c.batch * c.mem_len * S.d_model);
+    return run;
+}
+
+template testcases::ModelRun model_cpu<testcases::kModelPostLN>(const testcases::ModelCase&);
+template testcases::ModelRun model_cpu<testcases::kModelPreLN>(const testcases::ModelCase&);
+
+} // namespace memtx::testref

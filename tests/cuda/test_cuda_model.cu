@@ -1,0 +1,59 @@
+// The CUDA model on a GPU against the CPU model: the same cases as test_cuda_model_emulated
+// (parameters from one seed, Philox decisions shared), fp32 without TF32.
+#include <catch2/catch.hpp>
+
+#include <cstdio>
+
+#include "cpu_reference_model.hpp"
+#include "memtx/cuda.hpp"
+#include "model_device_run.hpp"
+
+namespace {
+
+using namespace memtx;
+using namespace memtx::testcases;
+
+template <ModelShape S>
+void compare(const ModelCase& c) {
+    const memtx::cuda::Context ctx;
+    memtx::cuda::CudaDevice dev(ctx);
+    const ModelRun cpu = testref::model_cpu<S>(c);
+    const ModelRun gpu = model_device<S>(dev, c);
+    REQUIRE(gpu.losses.size() == cpu.losses.size());
+    for (std::size_t t = 0; t < cpu.losses.size(); ++t) {
+        INFO(c.name << ": loss of step " << t << ": " << gpu.losses[t] << " vs CPU " << cpu.losses[t]);
+        CHECK(std::abs(gpu.losses[t] - cpu.losses[t]) <= 1e-5 * std::abs(cpu.losses[t]));
+    }
+    const std::size_t per_step = cpu.grads.size() / cpu.losses.size();
+    const double grad_err = max_relative_error(gpu.grads, cpu.grads, per_step);
+    std::printf("[model fp32] %-60s worst per-step gradient rel err %.2e\n", c.name, grad_err);
+    INFO(c.name << ": worst per-step gradient relative error " << grad_err);
+    CHECK(grad_err <= 1e-4);
+    CHECK(gpu.rows == cpu.rows);
+    CHECK(gpu.ages == cpu.ages);
+    CHECK(max_relative_error(gpu.memory, cpu.memory, std::max<std::size_t>(cpu.memory.size(), 1)) <= 1e-5);
+}
+
+} // namespace
+
+TEST_CASE("CUDA model matches the CPU model (post-LN)", "[cuda][model]") {
+    for (const auto& c : post_ln_cases()) {
+        DYNAMIC_SECTION(c.name) { compare<kModelPostLN>(c); }
+    }
+}
+
+TEST_CASE("CUDA model matches the CPU model (pre-LN, untied)", "[cuda][model]") {
+    for (const auto& c : pre_ln_cases()) {
+        DYNAMIC_SECTION(c.name) { compare<kModelPreLN>(c); }
+    }
+}
+
+TEST_CASE("TransformerXL<Shape, Cuda> trains a step and rejects bad tokens", "[cuda][model]") {
+    TransformerXL<kModelPostLN, Cuda> model({.seed = 3});
+    auto mem = model.make_memory(2, 8);
+    std::vector<std::int32_t> x(16, 1), y(16, 2);
+    const auto loss = model.forward_backward(x, y, mem, {});
+    CHECK(std::isfinite(loss.mean));
+    x[3] = kModelPostLN.vocab;
+    CHECK_THROWS_WITH(model.forward_backward(x, y, mem, {}), Catch::Contains("outside the vocabulary"));
+}
