@@ -1,11 +1,16 @@
 #pragma once
 // The attention problems every CUDA attention test runs (on the GPU and under host emulation):
 // geometries, head maps, dropout, head dims, with random inputs drawn from a seed.
+#include <cuda_bf16.h>
+
+#include <cmath>
 #include <cstdint>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "cpu_reference_attention.hpp"
+#include "memtx/cuda/kernels/rel_attention_params.hpp"
 
 namespace memtx::testcases {
 
@@ -77,6 +82,92 @@ inline bool is_permutation(const std::vector<int>& map) {
     for (int s : map)
         if (s < 0 || s >= static_cast<int>(map.size()) || seen[static_cast<std::size_t>(s)]++) return false;
     return true;
+}
+
+// A value as stored in T (float or bf16), and back.
+template <class T>
+T to_storage(double x) {
+    if constexpr (std::is_same_v<T, float>) return static_cast<float>(x);
+    else return __float2bfloat16_rn(static_cast<float>(x));
+}
+template <class T>
+double from_storage(T x) {
+    if constexpr (std::is_same_v<T, float>) return x;
+    else return static_cast<double>(__bfloat162float(x));
+}
+// x rounded to what a T holds (bf16 inputs are compared against references on rounded inputs).
+template <class T>
+std::vector<double> rounded(const std::vector<double>& x) {
+    std::vector<double> y(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) y[i] = from_storage(to_storage<T>(x[i]));
+    return y;
+}
+
+// ||a - ref|| / ||ref||; infinity when a holds a NaN/inf (an element nothing wrote stays NaN).
+inline double relative_error(const std::vector<double>& a, const std::vector<double>& ref) {
+    if (a.size() != ref.size()) return INFINITY;
+    double num = 0, den = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        if (!std::isfinite(a[i])) return INFINITY;
+        num += (a[i] - ref[i]) * (a[i] - ref[i]);
+        den += ref[i] * ref[i];
+    }
+    return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+// Where a test keeps one attention problem's tensors (device or emulated host memory).
+template <class T>
+struct AttentionBuffers {
+    const T *q, *k, *v, *r, *u, *vb, *dout;
+    T *out, *dq, *dk, *dv, *dr;
+    float *lse, *out_fp32, *du, *dvb, *workspace;
+    const int* head_map;   // null: identity
+};
+
+// The fused kernels' parameters for problem pr over those buffers (K and V in separate arrays,
+// rows H*Dh wide); .fwd holds the forward's.
+template <class T>
+cuda::RelAttentionBackwardParams<T> attention_kernel_params(const testref::AttentionProblem& pr, const AttentionBuffers<T>& b) {
+    const int HD = pr.n_head * pr.d_head;
+    cuda::RelAttentionForwardParams<T> f;
+    f.batch = pr.batch;
+    f.n_head = pr.n_head;
+    f.d_head = pr.d_head;
+    f.geo = pr.geo;
+    f.n_dist = pr.n_dist;
+    f.scale = 1.0f / std::sqrt(static_cast<float>(pr.d_head));
+    f.head_map = b.head_map;
+    f.q = b.q;
+    f.ld_q = HD;
+    f.k = b.k;
+    f.v = b.v;
+    f.ld_kv = HD;
+    f.r = b.r;
+    f.ld_r = HD;
+    f.r_w_bias = b.u;
+    f.r_r_bias = b.vb;
+    f.out = b.out;
+    f.ld_out = HD;
+    f.lse = b.lse;
+    f.out_fp32 = b.out_fp32;
+    f.dropatt = pr.dropatt;
+    f.dropatt_stream = pr.dropatt_stream;
+    f.batch_offset = pr.batch_offset;
+    cuda::RelAttentionBackwardParams<T> g;
+    g.fwd = f;
+    g.dout = b.dout;
+    g.ld_dout = HD;
+    g.dq = b.dq;
+    g.ld_dq = HD;
+    g.dk = b.dk;
+    g.dv = b.dv;
+    g.ld_dkv = HD;
+    g.dr = b.dr;
+    g.ld_dr = HD;
+    g.dr_w_bias = b.du;
+    g.dr_r_bias = b.dvb;
+    g.workspace = b.workspace;
+    return g;
 }
 
 } // namespace memtx::testcases

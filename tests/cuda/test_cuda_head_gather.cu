@@ -20,8 +20,8 @@ void check_gather_and_scatter(int rows, int n_head, int d_head, int ld_pad, cons
     const cuda::Context ctx;
     const int ld = n_head * d_head + ld_pad;
     std::mt19937_64 rng(seed);
-    const auto source = testing::rounded<T>(testcases::random_vector(static_cast<std::size_t>(rows) * ld, rng));
-    const auto gathered_grad = testing::rounded<T>(testcases::random_vector(static_cast<std::size_t>(rows) * ld, rng));
+    const auto source = testcases::rounded<T>(testcases::random_vector(static_cast<std::size_t>(rows) * ld, rng));
+    const auto gathered_grad = testcases::rounded<T>(testcases::random_vector(static_cast<std::size_t>(rows) * ld, rng));
 
     // CPU reference in float on the same (rounded) values
     std::vector<float> src_f(source.begin(), source.end()), gathered_f(source.size(), 0.0f);
@@ -55,7 +55,7 @@ void check_gather_and_scatter(int rows, int n_head, int d_head, int ld_pad, cons
     ctx.synchronize();
     const auto dsrc = testing::download(d_src);
     std::vector<double> expect(dsrc_f.begin(), dsrc_f.end());
-    CHECK(dsrc == testing::rounded<T>(expect));   // heads added in order in fp32, rounded once
+    CHECK(dsrc == testcases::rounded<T>(expect));   // heads added in order in fp32, rounded once
 }
 
 } // namespace

@@ -1,7 +1,7 @@
 // The CUDA kernels' bodies run on the host through tests/emulation/cuda_emulation.hpp and are
 // compared with the CPU backend: the same problems as the GPU tests, checked on every machine
 // (CI has no GPU). Same launch templates as the GPU path, a different launcher.
-#include "../emulation/cuda_emulation.hpp"
+#include "../emulation/emulated_device.hpp"
 // (kernel headers after the emulation header)
 #include "memtx/cuda/kernels/head_gather.cuh"
 #include "memtx/cuda/rel_attention_launch.hpp"
@@ -20,49 +20,17 @@ using namespace memtx;
 using namespace memtx::testcases;
 using memtx::cuda::bf16;
 
-struct EmulatedLauncher {
-    template <class... KernelArgs, class... Args>
-    void operator()(void (*kernel)(KernelArgs...), cuda::kernels::Grid3 g, int threads, std::size_t smem, Args... args) const {
-        REQUIRE(smem <= sizeof(cuda::kernels::smem));
-        REQUIRE(threads % 32 == 0);
-        memtx_emulation::launch(dim3(g.x, g.y, g.z), threads, [&] { kernel(args...); });
-    }
-};
-
-template <class T>
-T to_t(double x) {
-    if constexpr (std::is_same_v<T, float>) return static_cast<float>(x);
-    else return __float2bfloat16_rn(static_cast<float>(x));
-}
-template <class T>
-double from_t(T x) {
-    if constexpr (std::is_same_v<T, float>) return x;
-    else return static_cast<double>(__bfloat162float(x));
-}
 template <class T>
 std::vector<T> to_ts(const std::vector<double>& x) {
     std::vector<T> y(x.size());
-    for (std::size_t i = 0; i < x.size(); ++i) y[i] = to_t<T>(x[i]);
+    for (std::size_t i = 0; i < x.size(); ++i) y[i] = to_storage<T>(x[i]);
     return y;
 }
 template <class T>
 std::vector<double> from_ts(const std::vector<T>& x) {
     std::vector<double> y(x.size());
-    for (std::size_t i = 0; i < x.size(); ++i) y[i] = from_t(x[i]);
+    for (std::size_t i = 0; i < x.size(); ++i) y[i] = from_storage(x[i]);
     return y;
-}
-template <class T>
-std::vector<double> rounded(const std::vector<double>& x) { return from_ts(to_ts<T>(x)); }
-
-double relative_error(const std::vector<double>& a, const std::vector<double>& ref) {
-    if (a.size() != ref.size()) return INFINITY;
-    double num = 0, den = 0;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        if (!std::isfinite(a[i])) return INFINITY;
-        num += (a[i] - ref[i]) * (a[i] - ref[i]);
-        den += ref[i] * ref[i];
-    }
-    return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
 }
 
 template <class T>
@@ -70,56 +38,22 @@ testref::AttentionResult attention_emulated(const testref::AttentionProblem& pr,
     const int B = pr.batch, H = pr.n_head, Dh = pr.d_head, HD = H * Dh, Q = pr.geo.q_len;
     auto q = to_ts<T>(pr.q), k = to_ts<T>(pr.k), v = to_ts<T>(pr.v), r = to_ts<T>(pr.r), u = to_ts<T>(pr.u),
          vb = to_ts<T>(pr.vb), dO = to_ts<T>(dout);
-    const T nan = to_t<T>(NAN);
+    const T nan = to_storage<T>(NAN);
     std::vector<T> out(static_cast<std::size_t>(B) * Q * HD, nan), dq(q.size(), nan), dk(k.size(), nan), dv(v.size(), nan),
         dr(r.size(), nan);
     std::vector<float> lse(static_cast<std::size_t>(B) * H * Q, NAN), du(HD, 0.0f), dvb(HD, 0.0f),
         ws(cuda::rel_attention_backward_workspace_floats(B, H, Q, pr.n_dist, Dh), NAN),
         out32(std::is_same_v<T, float> ? 0 : out.size(), NAN);
 
-    cuda::RelAttentionForwardParams<T> f;
-    f.batch = B;
-    f.n_head = H;
-    f.d_head = Dh;
-    f.geo = pr.geo;
-    f.n_dist = pr.n_dist;
-    f.scale = 1.0f / std::sqrt(static_cast<float>(Dh));
-    f.head_map = pr.head_map.empty() ? nullptr : pr.head_map.data();
-    f.q = q.data();
-    f.ld_q = HD;
-    f.k = k.data();
-    f.v = v.data();
-    f.ld_kv = HD;
-    f.r = r.data();
-    f.ld_r = HD;
-    f.r_w_bias = u.data();
-    f.r_r_bias = vb.data();
-    f.out = out.data();
-    f.ld_out = HD;
-    f.lse = lse.data();
-    f.out_fp32 = out32.empty() ? nullptr : out32.data();
-    f.dropatt = pr.dropatt;
-    f.dropatt_stream = pr.dropatt_stream;
-    f.batch_offset = pr.batch_offset;
-
-    cuda::RelAttentionBackwardParams<T> g;
-    g.fwd = f;
-    g.dout = dO.data();
-    g.ld_dout = HD;
-    g.dq = dq.data();
-    g.ld_dq = HD;
-    g.dk = dk.data();
-    g.dv = dv.data();
-    g.ld_dkv = HD;
-    g.dr = dr.data();
-    g.ld_dr = HD;
-    g.dr_w_bias = du.data();
-    g.dr_r_bias = dvb.data();
-    g.workspace = ws.data();
+    const auto g = attention_kernel_params<T>(
+        pr, {q.data(), k.data(), v.data(), r.data(), u.data(), vb.data(), dO.data(), out.data(), dq.data(), dk.data(), dv.data(),
+             dr.data(), lse.data(), out32.empty() ? nullptr : out32.data(), du.data(), dvb.data(), ws.data(),
+             pr.head_map.empty() ? nullptr : pr.head_map.data()});
+    const auto& f = g.fwd;
 
     const auto run = [&]<int D>() {
-        cuda::rel_attention_forward_sequence<D, T>(f, EmulatedLauncher{});
-        cuda::rel_attention_backward_sequence<D, T>(g, EmulatedLauncher{});
+        cuda::rel_attention_forward_sequence<D, T>(f, memtx_emulation::Launcher{});
+        cuda::rel_attention_backward_sequence<D, T>(g, memtx_emulation::Launcher{});
     };
     if (Dh == 32) run.template operator()<32>();
     else if (Dh == 64) run.template operator()<64>();

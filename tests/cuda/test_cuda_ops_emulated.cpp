@@ -30,12 +30,14 @@
 #include <vector>
 
 #include "cpu_reference_ops.hpp"
+#include "ops_test_util.hpp"
 
 namespace {
 
 using memtx::cuda::bf16;
 namespace cuda = memtx::cuda;
 namespace opsref = memtx::opsref;
+using namespace memtx::opstest;
 
 // Launches through the emulation, after checking the launch against the GPU's limits. The dynamic
 // shared memory is poisoned first (0xFF bytes, NaN), as the GPU leaves it undefined, and what lies
@@ -72,42 +74,7 @@ struct EmulatedLauncher {
     }
 };
 
-template <class T>
-constexpr double tolerance() {
-    return std::is_same_v<T, float> ? 1e-5 : 1.0 / 256.0;
-}
-constexpr double kFp32 = 1e-5;
 
-template <class T>
-const char* type_name() {
-    return std::is_same_v<T, float> ? "float" : "bf16";
-}
-
-std::vector<float> randn(std::size_t n, std::mt19937_64& rng, float scale = 1.0f, float shift = 0.0f) {
-    std::normal_distribution<float> nd(0.0f, 1.0f);
-    std::vector<float> x(n);
-    for (auto& e : x) e = shift + scale * nd(rng);
-    return x;
-}
-
-template <class T>
-T to_t(float x) {
-    if constexpr (std::is_same_v<T, float>) return x;
-    else return __float2bfloat16_rn(x);
-}
-template <class T>
-float to_f(T x) {
-    if constexpr (std::is_same_v<T, float>) return x;
-    else return __bfloat162float(x);
-}
-
-// x as a T holds it.
-template <class T>
-std::vector<float> rounded(const std::vector<float>& x) {
-    std::vector<float> y(x.size());
-    for (std::size_t i = 0; i < x.size(); ++i) y[i] = to_f(to_t<T>(x[i]));
-    return y;
-}
 
 // n elements of T at a 64-byte boundary plus `shift` elements, inside an allocation of guard
 // elements filled with 0xFF bytes (as is the buffer itself until written).
@@ -149,30 +116,12 @@ Buffer<T> buffer(const std::vector<float>& x, int shift = 0) {
     return Buffer<T>(x, shift);
 }
 
-// ||a - ref|| / ||ref|| (plain ||a - ref|| when ref is 0); infinite when a holds a NaN or inf.
-double rel_err(const std::vector<float>& a, const std::vector<float>& ref) {
-    if (a.size() != ref.size()) return INFINITY;
-    double num = 0, den = 0;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        if (!std::isfinite(a[i])) return INFINITY;
-        const double dlt = static_cast<double>(a[i]) - ref[i];
-        num += dlt * dlt;
-        den += static_cast<double>(ref[i]) * ref[i];
-    }
-    return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-}
 
 // Bit-for-bit equality of the float values (NaN only where ref holds the same NaN).
 bool same_bits(const std::vector<float>& a, const std::vector<float>& ref) {
     return a.size() == ref.size() && std::memcmp(a.data(), ref.data(), a.size() * sizeof(float)) == 0;
 }
 
-std::vector<std::int32_t> random_tokens(std::size_t n, int vocab, std::mt19937_64& rng) {
-    std::uniform_int_distribution<int> u(0, vocab - 1);
-    std::vector<std::int32_t> t(n);
-    for (auto& e : t) e = u(rng);
-    return t;
-}
 
 } // namespace
 

@@ -20,8 +20,6 @@ namespace {
 
 using namespace memtx;
 using namespace memtx::testcases;
-using memtx::testing::relative_error;
-using memtx::testing::rounded;
 using memtx::cuda::bf16;
 
 struct GpuResult {
@@ -51,30 +49,11 @@ GpuResult attention_gpu(const testref::AttentionProblem& pr, const std::vector<d
     du.fill_bytes(0);
     dvb.fill_bytes(0);
 
-    cuda::RelAttentionForwardParams<T> f;
-    f.batch = B;
-    f.n_head = H;
-    f.d_head = Dh;
-    f.geo = pr.geo;
-    f.n_dist = pr.n_dist;
-    f.scale = 1.0f / std::sqrt(static_cast<float>(Dh));
-    f.head_map = pr.head_map.empty() ? nullptr : map.data();
-    f.q = q.data();
-    f.ld_q = HD;
-    f.k = k.data();
-    f.v = v.data();
-    f.ld_kv = HD;
-    f.r = r.data();
-    f.ld_r = HD;
-    f.r_w_bias = u.data();
-    f.r_r_bias = vb.data();
-    f.out = out.data();
-    f.ld_out = HD;
-    f.lse = lse.data();
-    f.out_fp32 = out32.size() ? out32.data() : nullptr;
-    f.dropatt = pr.dropatt;
-    f.dropatt_stream = pr.dropatt_stream;
-    f.batch_offset = pr.batch_offset;
+    const auto g = attention_kernel_params<T>(
+        pr, {q.data(), k.data(), v.data(), r.data(), u.data(), vb.data(), dO.data(), out.data(), dq.data(), dk.data(), dv.data(),
+             dr.data(), lse.data(), out32.size() ? out32.data() : nullptr, du.data(), dvb.data(), ws.data(),
+             pr.head_map.empty() ? nullptr : map.data()});
+    const auto& f = g.fwd;
     std::optional<cuda::UnfusedRelAttention<T>> baseline;
     if (unfused) {
         baseline.emplace(ctx, B, H, Dh, pr.geo, pr.n_dist, pr.head_map);
@@ -83,20 +62,6 @@ GpuResult attention_gpu(const testref::AttentionProblem& pr, const std::vector<d
         cuda::rel_attention_forward(f, ctx.stream());
     }
 
-    cuda::RelAttentionBackwardParams<T> g;
-    g.fwd = f;
-    g.dout = dO.data();
-    g.ld_dout = HD;
-    g.dq = dq.data();
-    g.ld_dq = HD;
-    g.dk = dk.data();
-    g.dv = dv.data();
-    g.ld_dkv = HD;
-    g.dr = dr.data();
-    g.ld_dr = HD;
-    g.dr_w_bias = du.data();
-    g.dr_r_bias = dvb.data();
-    g.workspace = ws.data();
     if (unfused) baseline->backward(g);
     else cuda::rel_attention_backward(g, ctx.stream());
     ctx.synchronize();

@@ -9,11 +9,30 @@
 
 namespace memtx::cpu {
 
+// What one pass does around the dropout of x (fused so that x is read and written once).
+enum class DropoutEpilogue {
+    none,       // x = dropout(x)
+    relu,       // x = dropout(max(x, 0))
+    residual,   // x = dropout(x) + add (add: rows x cols, leading dimension ld)
+};
+
 // x[r*ld + c] for r < rows, c < cols; element id = first_element + r*cols + c.
-template <class T>
-void dropout_apply(T* x, int rows, int cols, int ld, const RandomStream& rs, std::uint64_t first_element,
-                   float p) {
-    if (p <= 0.0f) return;
+template <DropoutEpilogue E = DropoutEpilogue::none, class T>
+void dropout_apply(T* x, int rows, int cols, int ld, const RandomStream& rs, std::uint64_t first_element, float p,
+                   const T* add = nullptr) {
+    if (p <= 0.0f) {
+        if constexpr (E != DropoutEpilogue::none) {
+#pragma omp parallel for schedule(static)
+            for (int r = 0; r < rows; ++r) {
+                T* xr = x + static_cast<std::int64_t>(r) * ld;
+                if constexpr (E == DropoutEpilogue::relu)
+                    for (int c = 0; c < cols; ++c) xr[c] = xr[c] > T(0) ? xr[c] : T(0);
+                else
+                    for (int c = 0; c < cols; ++c) xr[c] += add[static_cast<std::int64_t>(r) * ld + c];
+            }
+        }
+        return;
+    }
     const T scale = T(1) / (T(1) - T(p));
     // keep iff (word >> 8) * 2^-24 >= p, i.e. word >= threshold (exact: both sides are integers)
     const auto threshold = static_cast<std::uint32_t>(std::ceil(static_cast<double>(p) * 16777216.0)) << 8;
@@ -30,7 +49,13 @@ void dropout_apply(T* x, int rows, int cols, int ld, const RandomStream& rs, std
             rs.blocks(b0, static_cast<int>(b1 - b0 + 1), words);
             const std::uint32_t* w = words + (first - 4 * b0);
             T* xr = row + c0;
-            for (int c = 0; c < n; ++c) xr[c] = w[c] >= threshold ? xr[c] * scale : T(0);
+            if constexpr (E == DropoutEpilogue::relu)
+                for (int c = 0; c < n; ++c) xr[c] = w[c] >= threshold && xr[c] > T(0) ? xr[c] * scale : T(0);
+            else if constexpr (E == DropoutEpilogue::residual) {
+                const T* ar = add + static_cast<std::int64_t>(r) * ld + c0;
+                for (int c = 0; c < n; ++c) xr[c] = (w[c] >= threshold ? xr[c] * scale : T(0)) + ar[c];
+            } else
+                for (int c = 0; c < n; ++c) xr[c] = w[c] >= threshold ? xr[c] * scale : T(0);
         }
     }
 }

@@ -60,11 +60,16 @@ void colmajor_gemm(Eigen::Index rows, Eigen::Index cols, Eigen::Index depth, con
 // major C^T = op(B)^T op(A)^T: op(B)^T is B's memory read column-major (row-major if transposed).
 template <class T>
 void gemm_rows(bool ta, bool tb, Eigen::Index r0, Eigen::Index r1, Eigen::Index n, Eigen::Index k, T alpha, const T* A,
-               Eigen::Index lda, const T* B, Eigen::Index ldb, T beta, T* C, Eigen::Index ldc, T* buffer) {
+               Eigen::Index lda, const T* B, Eigen::Index ldb, T beta, T* C, Eigen::Index ldc, T* buffer,
+               const T* row_init) {
     if (r1 <= r0 || n == 0) return;
     T* c = C + r0 * ldc;
-    if (beta == T(0))
-        for (Eigen::Index r = 0; r < r1 - r0; ++r) std::fill_n(c + r * ldc, n, T(0));
+    if (beta == T(0)) {   // the kernel accumulates: start from zeros, or from the bias row
+        if (row_init)
+            for (Eigen::Index r = 0; r < r1 - r0; ++r) std::copy_n(row_init, n, c + r * ldc);
+        else
+            for (Eigen::Index r = 0; r < r1 - r0; ++r) std::fill_n(c + r * ldc, n, T(0));
+    }
     if (k == 0) return;
     const T* a = ta ? A + r0 : A + r0 * lda;
     const Eigen::Index m = r1 - r0;
@@ -77,14 +82,16 @@ void gemm_rows(bool ta, bool tb, Eigen::Index r0, Eigen::Index r1, Eigen::Index 
 
 } // namespace detail
 
-// C = alpha op(A) op(B) + beta C (beta 0 or 1), all row-major with leading dimensions.
+// C = alpha op(A) op(B) + beta C (beta 0 or 1), all row-major with leading dimensions. With beta 0
+// and row_init, every row of C starts as row_init (n values: a bias) instead of zero.
 template <class T>
 void gemm(const GemmScratch<T>& s, bool trans_a, bool trans_b, Eigen::Index m, Eigen::Index n, Eigen::Index k, T alpha,
-          const T* A, Eigen::Index lda, const T* B, Eigen::Index ldb, T beta, T* C, Eigen::Index ldc) {
+          const T* A, Eigen::Index lda, const T* B, Eigen::Index ldb, T beta, T* C, Eigen::Index ldc,
+          const T* row_init = nullptr) {
     const double work = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
     if (omp_in_parallel() || s.threads <= 1 || work < 64.0 * 64.0 * 64.0 || m < 2 * s.threads) {
         const int t = omp_in_parallel() ? omp_get_thread_num() : 0;
-        detail::gemm_rows(trans_a, trans_b, 0, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, s.of_thread(t));
+        detail::gemm_rows(trans_a, trans_b, 0, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, s.of_thread(t), row_init);
         return;
     }
 #pragma omp parallel num_threads(s.threads)
@@ -93,7 +100,7 @@ void gemm(const GemmScratch<T>& s, bool trans_a, bool trans_b, Eigen::Index m, E
         // rows in multiples of 8 so threads do not share cache lines of C
         const Eigen::Index chunk = ((m + nt - 1) / nt + 7) / 8 * 8;
         const Eigen::Index r0 = std::min(m, chunk * t), r1 = std::min(m, r0 + chunk);
-        detail::gemm_rows(trans_a, trans_b, r0, r1, n, k, alpha, A, lda, B, ldb, beta, C, ldc, s.of_thread(t));
+        detail::gemm_rows(trans_a, trans_b, r0, r1, n, k, alpha, A, lda, B, ldb, beta, C, ldc, s.of_thread(t), row_init);
     }
 }
 

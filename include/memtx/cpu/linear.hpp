@@ -11,8 +11,7 @@ void linear_forward(const GemmScratch<T>& gs, T* y, const T* x, const T* w, cons
                     int ldx = -1, int ldy = -1) {
     ldx = ldx < 0 ? in : ldx;
     ldy = ldy < 0 ? out : ldy;
-    gemm(gs, false, true, n, out, in, T(1), x, ldx, w, in, T(0), y, ldy);
-    if (b) mat(y, n, out, ldy).rowwise() += cvec(b, out);
+    gemm(gs, false, true, n, out, in, T(1), x, ldx, w, in, T(0), y, ldy, b);   // rows start as b
 }
 
 // dx (n, in) = dy W (written, or added when accumulate_dx); dW += dy^T x; db += colsum(dy).

@@ -80,9 +80,9 @@ struct LayerRandom {
 
 namespace detail {
 // Dropout over (B*Q, cols) activations whose ids continue across batch chunks.
-template <class T>
-void dropout_rows(T* x, int rows, int cols, const RandomStream& rs, std::int64_t first_row, float p) {
-    cpu::dropout_apply(x, rows, cols, cols, rs, static_cast<std::uint64_t>(first_row) * cols, p);
+template <cpu::DropoutEpilogue E = cpu::DropoutEpilogue::none, class T>
+void dropout_rows(T* x, int rows, int cols, const RandomStream& rs, std::int64_t first_row, float p, const T* add = nullptr) {
+    cpu::dropout_apply<E>(x, rows, cols, cols, rs, static_cast<std::uint64_t>(first_row) * cols, p, add);
 }
 
 template <class T>
@@ -142,8 +142,7 @@ void decoder_layer_forward(const LayerDims& d, const LayerTensors<const T>& w, L
     // o = attn_vec Wo^T, dropout, residual (+ LN1 when post-LN)
     T* res = d.pre_lnorm ? a.mid : out;   // out doubles as scratch in post-LN
     cpu::linear_forward(gs, res, a.attn_vec, w.o_w, static_cast<const T*>(nullptr), N, HD, D);
-    detail::dropout_rows(res, N, D, rnd.attn_out, row0, rnd.dropout);
-    cpu::vec(res, static_cast<Eigen::Index>(N) * D) += cpu::cvec(h, static_cast<Eigen::Index>(N) * D);
+    detail::dropout_rows<cpu::DropoutEpilogue::residual>(res, N, D, rnd.attn_out, row0, rnd.dropout, h);
     if (d.pre_lnorm) {
         cpu::layer_norm_forward(a.ff_in, a.mid_xhat, a.mid_rstd, a.mid, w.ff_ln_w, w.ff_ln_b, N, D);
     } else {
@@ -152,12 +151,10 @@ void decoder_layer_forward(const LayerDims& d, const LayerTensors<const T>& w, L
 
     // FFN: f1 = dropout(relu(ff_in W1^T + b1)); y = dropout(f1 W2^T + b2); residual (+ LN2)
     cpu::linear_forward(gs, a.f1, a.ff_in, w.ff1_w, w.ff1_b, N, D, Di);
-    cpu::vec(a.f1, static_cast<Eigen::Index>(N) * Di) = cpu::vec(a.f1, static_cast<Eigen::Index>(N) * Di).cwiseMax(T(0));
-    detail::dropout_rows(a.f1, N, Di, rnd.ff_inner, row0, rnd.dropout);
+    detail::dropout_rows<cpu::DropoutEpilogue::relu>(a.f1, N, Di, rnd.ff_inner, row0, rnd.dropout);
     T* res2 = d.pre_lnorm ? out : a.out_xhat;   // post-LN: the xhat buffer is the pre-norm sum first
     cpu::linear_forward(gs, res2, a.f1, w.ff2_w, w.ff2_b, N, Di, D);
-    detail::dropout_rows(res2, N, D, rnd.ff_out, row0, rnd.dropout);
-    cpu::vec(res2, static_cast<Eigen::Index>(N) * D) += cpu::cvec(a.mid, static_cast<Eigen::Index>(N) * D);
+    detail::dropout_rows<cpu::DropoutEpilogue::residual>(res2, N, D, rnd.ff_out, row0, rnd.dropout, static_cast<const T*>(a.mid));
     if (!d.pre_lnorm)   // in place: xhat overwrites the sum it normalises
         cpu::layer_norm_forward(out, a.out_xhat, a.out_rstd, res2, w.ff_ln_w, w.ff_ln_b, N, D);
 }
@@ -189,9 +186,11 @@ void decoder_layer_backward(const LayerDims& d, const LayerTensors<const T>& w, 
     // relu and inner dropout: f1 > 0 exactly where the unit was active and kept
     {
         const T keep_scale = rnd.dropout > 0.0f ? T(1) / (T(1) - T(rnd.dropout)) : T(1);
-        auto df = cpu::vec(s.d_f1, static_cast<Eigen::Index>(N) * Di);
-        auto f = cpu::cvec(a.f1, static_cast<Eigen::Index>(N) * Di);
-        df = (f.array() > T(0)).select(df.array() * keep_scale, T(0));
+        const std::int64_t n = static_cast<std::int64_t>(N) * Di;
+        T* df = s.d_f1;
+        const T* f = a.f1;
+#pragma omp parallel for schedule(static)
+        for (std::int64_t e = 0; e < n; ++e) df[e] = f[e] > T(0) ? df[e] * keep_scale : T(0);
     }
     if (d.pre_lnorm) {
         cpu::linear_backward(gs, s.d_tmp, gw.ff1_w, gw.ff1_b, s.d_f1, a.ff_in, w.ff1_w, N, D, Di);
