@@ -50,3 +50,50 @@ TEST_CASE("emulated CUDA model matches the CPU model (pre-LN, untied)", "[emulat
         DYNAMIC_SECTION(c.name) { compare<kModelPreLN>(c); }
     }
 }
+
+TEST_CASE("the CUDA model rejects bad input with memtx::Error (emulated)", "[emulated][model][bad-input]") {
+    memtx_emulation::Device dev;
+    cuda::DeviceTransformerXL<kModelPostLN, memtx_emulation::Device> model(dev, {.seed = 1});
+    auto mem = model.make_memory(2, 4);
+    std::vector<std::int32_t> x(2 * 3, 1), y(2 * 3, 2);
+    StepOptions opt;
+    SECTION("token id past the vocabulary") {
+        x[4] = kModelPostLN.vocab;
+        CHECK_THROWS_WITH(model.forward_backward(x, y, mem, opt), Catch::Contains("outside the vocabulary"));
+    }
+    SECTION("negative target") {
+        y[0] = -1;
+        CHECK_THROWS_WITH(model.forward_backward(x, y, mem, opt), Catch::Contains("outside the vocabulary"));
+    }
+    SECTION("inputs not a multiple of the batch") {
+        x.resize(5);
+        y.resize(5);
+        CHECK_THROWS_WITH(model.forward_backward(x, y, mem, opt), Catch::Contains("multiple of the batch size"));
+    }
+    SECTION("targets and inputs of different lengths") {
+        y.resize(4);
+        CHECK_THROWS_WITH(model.forward_backward(x, y, mem, opt), Catch::Contains("targets hold"));
+    }
+    SECTION("memory of another shape") {
+        cuda::DeviceMemory<memtx_emulation::Device> other(dev, kModelPostLN.n_layer + 1, 2, 4, kModelPostLN.d_model);
+        CHECK_THROWS_WITH(model.forward_backward(x, y, other, opt), Catch::Contains("another model shape"));
+    }
+    SECTION("a head map reading a head that does not exist") {
+        const int bad[2] = {0, 2};
+        const int* maps[3] = {bad, nullptr, nullptr};
+        opt.head_maps = maps;
+        CHECK_THROWS_WITH(model.forward_backward(x, y, mem, opt), Catch::Contains("head map of layer 0"));
+    }
+    SECTION("skips or head maps in evaluation") {
+        const std::uint8_t skip[3] = {0, 1, 0};
+        opt.training = false;
+        opt.skip = skip;
+        CHECK_THROWS_WITH(model.evaluate(x, y, mem, opt), Catch::Contains("evaluation never skips"));
+    }
+    SECTION("host arrays of the wrong size") {
+        std::vector<float> host(model.layout().total + 1);
+        CHECK_THROWS_WITH(model.set_parameters(host), Catch::Contains("set_parameters"));
+        Memory<float> wrong(kModelPostLN.n_layer, 3, 4, kModelPostLN.d_model);
+        CHECK_THROWS_WITH(mem.upload(wrong), Catch::Contains("another shape"));
+    }
+}
