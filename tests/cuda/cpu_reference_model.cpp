@@ -9,17 +9,11 @@ testcases::ModelRun model_cpu(const testcases::ModelCase& c) {
     TransformerXL<S> model({.seed = 7, .dropout = c.dropout, .dropatt = c.dropatt, .init_std = 0.1f});
     auto mem = model.make_memory(c.batch, c.mem_len);
     testcases::ModelRun run;
-    std::vector<const int*> maps(static_cast<std::size_t>(S.n_layer), nullptr);
-    for (std::size_t l = 0; l < c.head_maps.size(); ++l) maps[l] = c.head_maps[l].empty() ? nullptr : c.head_maps[l].data();
+    const testcases::CaseSteps case_steps(c, S.n_layer);
     const int n = c.batch * c.tgt_len;
     for (int t = 0; t < c.steps; ++t) {
         const auto x = testcases::case_tokens(n, S.vocab, 7, t, false), y = testcases::case_tokens(n, S.vocab, 7, t, true);
-        StepOptions opt;
-        opt.step = static_cast<std::uint64_t>(t);
-        opt.clamp_len = c.clamp_len;
-        opt.same_length = c.same_length;
-        opt.head_maps = c.head_maps.empty() ? nullptr : maps.data();
-        opt.skip = c.skip.empty() ? nullptr : c.skip[static_cast<std::size_t>(t)].data();
+        const StepOptions opt = case_steps.options(t);
         model.zero_grad();
         run.losses.push_back(model.forward_backward(x, y, mem, opt).mean);
         run.grads.insert(run.grads.end(), model.gradients().begin(), model.gradients().end());
@@ -32,6 +26,22 @@ testcases::ModelRun model_cpu(const testcases::ModelCase& c) {
     return run;
 }
 
+template <ModelShape S>
+std::vector<float> train_cpu(const testcases::ModelCase& c) {
+    TransformerXL<S> model({.seed = 7, .dropout = c.dropout, .dropatt = c.dropatt, .init_std = 0.1f});
+    Adam<float> opt(model, {.lr = 1e-3, .clip = 0.25});
+    auto mem = model.make_memory(c.batch, c.mem_len);
+    const testcases::CaseSteps case_steps(c, S.n_layer);
+    const int n = c.batch * c.tgt_len;
+    for (int t = 0; t < c.steps; ++t) {
+        const auto x = testcases::case_tokens(n, S.vocab, 7, t, false), y = testcases::case_tokens(n, S.vocab, 7, t, true);
+        const StepOptions opt_step = case_steps.options(t);
+        train_step(model, opt, x, y, mem, opt_step);
+    }
+    return {model.parameters().begin(), model.parameters().end()};
+}
+
+template std::vector<float> train_cpu<testcases::kModelPostLN>(const testcases::ModelCase&);
 template testcases::ModelRun model_cpu<testcases::kModelPostLN>(const testcases::ModelCase&);
 template testcases::ModelRun model_cpu<testcases::kModelPreLN>(const testcases::ModelCase&);
 

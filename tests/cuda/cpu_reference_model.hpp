@@ -9,4 +9,9 @@ namespace memtx::testref {
 template <ModelShape S>
 testcases::ModelRun model_cpu(const testcases::ModelCase& c);
 
+// The parameters after c.steps training steps (train_step: forward, backward, clip 0.25, Adam
+// lr 1e-3 with per-tensor groups; skipped layers' groups frozen).
+template <ModelShape S>
+std::vector<float> train_cpu(const testcases::ModelCase& c);
+
 } // namespace memtx::testref

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "memtx/core/config.hpp"
+#include "memtx/model/step_options.hpp"
 
 namespace memtx::testcases {
 
@@ -43,5 +44,26 @@ inline std::vector<std::int32_t> case_tokens(int n, int vocab, std::uint64_t see
     }
     return x;
 }
+
+// The step options of step t of a case (head-map pointers kept alive by the object).
+class CaseSteps {
+public:
+    CaseSteps(const ModelCase& c, int n_layer) : c_(c), maps_(static_cast<std::size_t>(n_layer), nullptr) {
+        for (std::size_t l = 0; l < c.head_maps.size(); ++l) maps_[l] = c.head_maps[l].empty() ? nullptr : c.head_maps[l].data();
+    }
+    StepOptions options(int t) const {
+        StepOptions opt;
+        opt.step = static_cast<std::uint64_t>(t);
+        opt.clamp_len = c_.clamp_len;
+        opt.same_length = c_.same_length;
+        opt.head_maps = c_.head_maps.empty() ? nullptr : maps_.data();
+        opt.skip = c_.skip.empty() ? nullptr : c_.skip[static_cast<std::size_t>(t)].data();
+        return opt;
+    }
+
+private:
+    const ModelCase& c_;
+    std::vector<const int*> maps_;
+};
 
 } // namespace memtx::testcases

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "memtx/cuda/adam_launch.hpp"
 #include "memtx/cuda/model/device_transformer_xl.hpp"
 #include "memtx/memory/memory.hpp"
 #include "model_cases.hpp"
@@ -16,18 +17,12 @@ ModelRun model_device(Device& dev, const ModelCase& c) {
     cuda::DeviceTransformerXL<S, Device> model(dev, {.seed = 7, .dropout = c.dropout, .dropatt = c.dropatt, .init_std = 0.1f});
     auto mem = model.make_memory(c.batch, c.mem_len);
     ModelRun run;
-    std::vector<const int*> maps(static_cast<std::size_t>(S.n_layer), nullptr);
-    for (std::size_t l = 0; l < c.head_maps.size(); ++l) maps[l] = c.head_maps[l].empty() ? nullptr : c.head_maps[l].data();
+    const CaseSteps case_steps(c, S.n_layer);
     const int n = c.batch * c.tgt_len;
     std::vector<float> g(model.layout().total);
     for (int t = 0; t < c.steps; ++t) {
         const auto x = case_tokens(n, S.vocab, 7, t, false), y = case_tokens(n, S.vocab, 7, t, true);
-        StepOptions opt;
-        opt.step = static_cast<std::uint64_t>(t);
-        opt.clamp_len = c.clamp_len;
-        opt.same_length = c.same_length;
-        opt.head_maps = c.head_maps.empty() ? nullptr : maps.data();
-        opt.skip = c.skip.empty() ? nullptr : c.skip[static_cast<std::size_t>(t)].data();
+        const StepOptions opt = case_steps.options(t);
         model.zero_grad();
         run.losses.push_back(model.forward_backward(x, y, mem, opt).mean);
         model.get_gradients(g);
@@ -43,6 +38,41 @@ ModelRun model_device(Device& dev, const ModelCase& c) {
     return run;
 }
 
+// The parameters after c.steps training steps on the device: forward_backward, then the CUDA
+// Adam (adam_step_sequence: global norm, clip 0.25, lr 1e-3, per-tensor groups, skipped layers'
+// groups frozen) — the whole training step, as memtx::train_step does it on the CPU.
+template <ModelShape S, class Device>
+std::vector<float> train_device(Device& dev, const ModelCase& c) {
+    cuda::DeviceTransformerXL<S, Device> model(dev, {.seed = 7, .dropout = c.dropout, .dropatt = c.dropatt, .init_std = 0.1f});
+    auto mem = model.make_memory(c.batch, c.mem_len);
+    const std::size_t n_params = model.layout().total;
+    typename Device::template Buffer<float> m(n_params), v(n_params);
+    typename Device::template Buffer<double> norm(1), norm_ws(cuda::global_norm_workspace_doubles(n_params));
+    dev.zero(m.data(), n_params * sizeof(float));
+    dev.zero(v.data(), n_params * sizeof(float));
+    std::vector<cuda::AdamGroup> groups;
+    for (const auto& e : model.layout().entries) groups.push_back({e.offset, static_cast<std::size_t>(e.numel()), 0});
+    std::vector<cuda::AdamGroupStep> steps;
+    std::vector<std::uint8_t> frozen(groups.size());
+    AdamOptions adam;
+    adam.lr = 1e-3;
+    adam.clip = 0.25;
+    const CaseSteps case_steps(c, S.n_layer);
+    const int n = c.batch * c.tgt_len;
+    for (int t = 0; t < c.steps; ++t) {
+        const auto x = case_tokens(n, S.vocab, 7, t, false), y = case_tokens(n, S.vocab, 7, t, true);
+        const StepOptions opt = case_steps.options(t);
+        model.zero_grad();
+        model.forward_backward(x, y, mem, opt);
+        frozen_groups(model.layout(), opt.skip, frozen);
+        cuda::adam_step_sequence(model.parameters(), nullptr, m.data(), v.data(), model.gradients(), n_params, groups, frozen,
+                                 adam, norm.data(), norm_ws.data(), steps, dev.launcher());
+    }
+    std::vector<float> p(n_params);
+    model.get_parameters(p);
+    return p;
+}
+
 inline double max_relative_error(const std::vector<float>& a, const std::vector<float>& ref, std::size_t chunk) {
     double worst = 0;
     for (std::size_t start = 0; start < ref.size(); start += chunk) {
@@ -55,6 +85,20 @@ inline double max_relative_error(const std::vector<float>& a, const std::vector<
         worst = std::max(worst, den > 0 ? std::sqrt(num / den) : std::sqrt(num));
     }
     return worst;
+}
+
+// Relative error of the device's parameter updates after c.steps training steps against
+// memtx::train_step's (cpu_init: the parameters before training, cpu: after).
+template <ModelShape S, class Device>
+double training_update_error(Device& dev, const ModelCase& c, const std::vector<float>& cpu_init, const std::vector<float>& cpu) {
+    const std::vector<float> gpu = train_device<S>(dev, c);
+    if (gpu.size() != cpu.size()) return INFINITY;
+    std::vector<float> du_cpu(cpu.size()), du_gpu(cpu.size());
+    for (std::size_t i = 0; i < cpu.size(); ++i) {
+        du_cpu[i] = cpu[i] - cpu_init[i];
+        du_gpu[i] = gpu[i] - cpu_init[i];
+    }
+    return max_relative_error(du_gpu, du_cpu, du_cpu.size());
 }
 
 inline std::vector<ModelCase> post_ln_cases() {

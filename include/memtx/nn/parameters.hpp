@@ -100,6 +100,15 @@ inline ParamLayout make_param_layout(const ModelShape& s) {
     return p;
 }
 
+// frozen[k] = 1 for the parameter groups (layout entries) of skipped layers (Skip-Retain: no
+// optimizer update of a skipped layer's parameters that step).
+inline void frozen_groups(const ParamLayout& layout, const std::uint8_t* skip, std::span<std::uint8_t> frozen) {
+    for (std::size_t k = 0; k < layout.entries.size(); ++k) {
+        const int l = layout.entries[k].layer;
+        frozen[k] = skip && l >= 0 && skip[l] ? 1 : 0;
+    }
+}
+
 namespace nn {
 
 // Reference initialisation: weights N(0, std), LayerNorm weight N(1, std), biases 0,

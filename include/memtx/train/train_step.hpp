@@ -15,14 +15,6 @@ struct StepResult {
     double grad_norm = 0;   // global gradient norm before clipping
 };
 
-// frozen[k] = 1 for the parameter groups (layout entries) of skipped layers.
-inline void frozen_groups(const ParamLayout& layout, const std::uint8_t* skip, std::span<std::uint8_t> frozen) {
-    for (std::size_t k = 0; k < layout.entries.size(); ++k) {
-        const int l = layout.entries[k].layer;
-        frozen[k] = skip && l >= 0 && skip[l] ? 1 : 0;
-    }
-}
-
 template <class Model>
 inline constexpr std::size_t max_param_groups = 13 * static_cast<std::size_t>(Model::shape.n_layer) + 4;
 
