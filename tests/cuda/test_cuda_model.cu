@@ -6,7 +6,7 @@
 
 #include "cpu_reference_model.hpp"
 #include "memtx/cuda.hpp"
-#include "model_device_run.hpp"
+#include "model_compare.hpp"
 
 namespace {
 
@@ -17,21 +17,7 @@ template <ModelShape S>
 void compare(const ModelCase& c) {
     const memtx::cuda::Context ctx;
     memtx::cuda::CudaDevice dev(ctx);
-    const ModelRun cpu = testref::model_cpu<S>(c);
-    const ModelRun gpu = model_device<S>(dev, c);
-    REQUIRE(gpu.losses.size() == cpu.losses.size());
-    for (std::size_t t = 0; t < cpu.losses.size(); ++t) {
-        INFO(c.name << ": loss of step " << t << ": " << gpu.losses[t] << " vs CPU " << cpu.losses[t]);
-        CHECK(std::abs(gpu.losses[t] - cpu.losses[t]) <= 1e-5 * std::abs(cpu.losses[t]));
-    }
-    const std::size_t per_step = cpu.grads.size() / cpu.losses.size();
-    const double grad_err = max_relative_error(gpu.grads, cpu.grads, per_step);
-    std::printf("[model fp32] %-60s worst per-step gradient rel err %.2e\n", c.name, grad_err);
-    INFO(c.name << ": worst per-step gradient relative error " << grad_err);
-    CHECK(grad_err <= 1e-4);
-    CHECK(gpu.rows == cpu.rows);
-    CHECK(gpu.ages == cpu.ages);
-    CHECK(max_relative_error(gpu.memory, cpu.memory, std::max<std::size_t>(cpu.memory.size(), 1)) <= 1e-5);
+    check_model_matches_cpu<S>(dev, c);
 }
 
 } // namespace

@@ -4,11 +4,9 @@
 // every machine; test_cuda_model.cu does the same on a GPU.
 #include "../emulation/emulated_device.hpp"
 // (kernel headers after the emulation header)
-#include "model_device_run.hpp"
+#include "model_compare.hpp"
 
 #include <catch2/catch.hpp>
-
-#include "cpu_reference_model.hpp"
 
 namespace {
 
@@ -18,22 +16,7 @@ using namespace memtx::testcases;
 template <ModelShape S>
 void compare(const ModelCase& c) {
     memtx_emulation::Device dev;
-    const ModelRun cpu = testref::model_cpu<S>(c);
-    const ModelRun emu = model_device<S>(dev, c);
-    REQUIRE(emu.losses.size() == cpu.losses.size());
-    for (std::size_t t = 0; t < cpu.losses.size(); ++t) {
-        INFO(c.name << ": loss of step " << t << ": " << emu.losses[t] << " vs CPU " << cpu.losses[t]);
-        CHECK(std::abs(emu.losses[t] - cpu.losses[t]) <= 1e-5 * std::abs(cpu.losses[t]));
-    }
-    const std::size_t per_step = cpu.grads.size() / cpu.losses.size();
-    const double grad_err = max_relative_error(emu.grads, cpu.grads, per_step);
-    INFO(c.name << ": worst per-step gradient relative error " << grad_err);
-    CHECK(grad_err <= 1e-4);
-    CHECK(emu.rows == cpu.rows);
-    CHECK(emu.ages == cpu.ages);
-    const double mem_err = max_relative_error(emu.memory, cpu.memory, std::max<std::size_t>(cpu.memory.size(), 1));
-    INFO(c.name << ": memory relative error " << mem_err);
-    CHECK(mem_err <= 1e-5);
+    check_model_matches_cpu<S>(dev, c);
     CHECK(dev.launches > 0);
 }
 

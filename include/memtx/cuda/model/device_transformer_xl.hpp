@@ -400,7 +400,7 @@ private:
     }
 
     void backward(const StepOptions& opt) {
-        const int B = last_.B, Q = last_.Q, N = last_.N;
+        const int Q = last_.Q, N = last_.N;
         const float p_drop = opt.training ? options_.dropout : 0.0f;
         const std::int64_t row0 = opt.batch_offset * Q;
         float* g = grads_.data();
@@ -423,7 +423,6 @@ private:
         }
         dropout(d_out, N, D, stream(RandomPurpose::dropout_embedding, opt), row0, p_drop);
         dev_.embedding_backward(g + layout_.word_emb, d_out, dx, N, V, D, embedding_scale(D), emb_ws_.data(), emb_ws_.size());
-        (void)B;
     }
 
     void layer_backward(const Dims& d, int l, const StepOptions& opt, const float* dout, float* dh) {
