@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include <memtx/memtx.hpp>
+
 #include "presets.hpp"
 
 namespace {

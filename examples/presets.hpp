@@ -3,7 +3,8 @@
 // shape, so each preset comes in vocabulary buckets: 256 (bytes, characters) and 10000 (PTB
 // words); a corpus uses the smallest bucket that holds its vocabulary (unused classes are
 // never targets and their logits are learned down).
-#include <memtx/memtx.hpp>
+#include <memtx/core/config.hpp>
+#include <memtx/core/error.hpp>
 
 #include <string>
 

@@ -6,6 +6,7 @@
 //   train_lm --data file.txt --kind bytes      # any file, split 90/5/5
 //   train_lm --corpus ptb-char --resume        # continue from the newest checkpoint
 //   train_lm --corpus ptb-char --skip-retain --phase1-steps 3000 --cross-head-beta 0.1   # the paper's recipe
+//   train_lm --corpus enwik8 --preset enwik8_base --backend cuda   # on a GPU (built when nvcc was found)
 #include <CLI/CLI.hpp>
 
 #include <cstdlib>
@@ -118,6 +119,9 @@ int main(int argc, char** argv) {
     app.add_option("--cross-head-beta", t.methods.cross_head_beta, "probability of a head permutation per layer per step (paper: 0.1)")
         ->check(CLI::Range(0.0, 1.0));
     app.add_flag("--reach", t.reach, "report each layer's attention reach on the validation split at the end");
+    app.add_option("--backend", o.backend, "cpu | cuda (TransformerXL<Shape, memtx::Cuda>, fp32)")
+        ->check(CLI::IsMember({"cpu", "cuda"}));
+    app.add_option("--device", o.device, "CUDA device with --backend cuda")->check(CLI::Range(0, 1023));
     app.add_option("--seed", o.seed, "seed of initialisation and every random decision");
     app.add_option("--threads", o.threads, "CPU threads (0: all cores)")->check(CLI::Range(0, 1024));
     CLI11_PARSE(app, argc, argv);
@@ -166,6 +170,14 @@ int main(int argc, char** argv) {
         t.metrics_file = out / "metrics.jsonl";
         if (!t.resume && fs::exists(t.metrics_file)) fs::remove(t.metrics_file);   // a fresh run starts a fresh file
         std::printf("run folder %s\n", out.string().c_str());
+        if (o.backend == "cuda") {
+#ifdef MEMTX_EXAMPLES_CUDA
+            return memtx_examples::run_cuda(o, corpus);
+#else
+            throw memtx::Error("this train_lm was built without the CUDA backend (no nvcc at configure time): use --backend cpu, "
+                               "or rebuild with a CUDA toolkit");
+#endif
+        }
         if (o.preset == "tiny") return memtx_examples::run_tiny(o, corpus);
         if (o.preset == "small") return memtx_examples::run_small(o, corpus);
         return memtx_examples::run_enwik8_base(o, corpus);

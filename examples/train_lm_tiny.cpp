@@ -1,4 +1,4 @@
-#include "train_lm.hpp"
+#include "train_lm_cpu.hpp"
 
 namespace memtx_examples {
 int run_tiny(const TrainOptions& o, const memtx::Corpus& c) {

@@ -39,7 +39,7 @@ int main(int argc, char** argv) {
         memtx::AdamOptions opts;
         opts.lr = 2.5e-4;
         opts.clip = 0.25;
-        memtx::cuda::Adam adam(model.layout().total, opts, ctx.stream());
+        memtx::cuda::DeviceAdam<memtx::cuda::CudaDevice> adam(model, opts);
         auto mem = model.make_memory(batch, mem_len);
         const int n = batch * tgt_len;
         std::vector<std::int32_t> x(static_cast<std::size_t>(n)), y(static_cast<std::size_t>(n));
@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
             memtx::StepOptions opt;
             opt.step = static_cast<std::uint64_t>(t);
             last_loss = model.forward_backward(x, y, mem, opt).mean;
-            adam.step(model.parameters(), model.gradients(), frozen, ctx.stream());
+            adam.step(model.parameters(), model.gradients(), frozen);
         }
         MEMTX_CUDA_CHECK(cudaEventRecord(stop, ctx.stream()));
         MEMTX_CUDA_CHECK(cudaEventSynchronize(stop));

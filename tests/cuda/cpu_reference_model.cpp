@@ -41,6 +41,13 @@ std::vector<float> train_cpu(const testcases::ModelCase& c) {
     return {model.parameters().begin(), model.parameters().end()};
 }
 
+testcases::TrainerRun trainer_cpu(const TrainerConfig& config, long long until) {
+    const Corpus corpus = testcases::trainer_corpus();
+    TransformerXL<testcases::kTrainerShape> model(testcases::trainer_model_options());
+    Trainer<TransformerXL<testcases::kTrainerShape>> trainer(model, corpus, config);
+    return testcases::run_trainer(model, trainer, until);
+}
+
 template std::vector<float> train_cpu<testcases::kModelPostLN>(const testcases::ModelCase&);
 template testcases::ModelRun model_cpu<testcases::kModelPostLN>(const testcases::ModelCase&);
 template testcases::ModelRun model_cpu<testcases::kModelPreLN>(const testcases::ModelCase&);

@@ -2,6 +2,7 @@
 // The CPU model run over a ModelCase, behind a plain declaration (host-compiled, Eigen stays
 // out of the emulated and nvcc translation units).
 #include "model_cases.hpp"
+#include "trainer_cases.hpp"
 
 namespace memtx::testref {
 
@@ -13,5 +14,9 @@ testcases::ModelRun model_cpu(const testcases::ModelCase& c);
 // lr 1e-3 with per-tensor groups; skipped layers' groups frozen).
 template <ModelShape S>
 std::vector<float> train_cpu(const testcases::ModelCase& c);
+
+// The Trainer on the CPU model (kTrainerShape, trainer_model_options(), trainer_corpus()) until
+// step `until`; with config.resume it starts from the newest checkpoint of config.checkpoint_dir.
+testcases::TrainerRun trainer_cpu(const TrainerConfig& config, long long until);
 
 } // namespace memtx::testref

@@ -5,9 +5,9 @@
 #include <cstdio>
 #include <vector>
 
-#include "memtx/cuda/adam_launch.hpp"
 #include "memtx/cuda/model/device_transformer_xl.hpp"
 #include "memtx/memory/memory.hpp"
+#include "memtx/train/train_step.hpp"
 #include "model_cases.hpp"
 
 namespace memtx::testcases {
@@ -38,37 +38,24 @@ ModelRun model_device(Device& dev, const ModelCase& c) {
     return run;
 }
 
-// The parameters after c.steps training steps on the device: forward_backward, then the CUDA
-// Adam (adam_step_sequence: global norm, clip 0.25, lr 1e-3, per-tensor groups, skipped layers'
-// groups frozen) — the whole training step, as memtx::train_step does it on the CPU.
+// The parameters after c.steps training steps on the device: memtx::train_step with the device
+// model's optimizer (DeviceAdam: global norm, clip 0.25, lr 1e-3, per-tensor groups, skipped
+// layers' groups frozen) — the same call as on the CPU.
 template <ModelShape S, class Device>
 std::vector<float> train_device(Device& dev, const ModelCase& c) {
     cuda::DeviceTransformerXL<S, Device> model(dev, {.seed = 7, .dropout = c.dropout, .dropatt = c.dropatt, .init_std = 0.1f});
     auto mem = model.make_memory(c.batch, c.mem_len);
-    const std::size_t n_params = model.layout().total;
-    typename Device::template Buffer<float> m(n_params), v(n_params);
-    typename Device::template Buffer<double> norm(1), norm_ws(cuda::global_norm_workspace_doubles(n_params));
-    dev.zero(m.data(), n_params * sizeof(float));
-    dev.zero(v.data(), n_params * sizeof(float));
-    std::vector<cuda::AdamGroup> groups;
-    for (const auto& e : model.layout().entries) groups.push_back({e.offset, static_cast<std::size_t>(e.numel()), 0});
-    std::vector<cuda::AdamGroupStep> steps;
-    std::vector<std::uint8_t> frozen(groups.size());
-    AdamOptions adam;
-    adam.lr = 1e-3;
-    adam.clip = 0.25;
+    AdamOptions adam_options;
+    adam_options.lr = 1e-3;
+    adam_options.clip = 0.25;
+    OptimizerFor<decltype(model)> adam(model, adam_options);
     const CaseSteps case_steps(c, S.n_layer);
     const int n = c.batch * c.tgt_len;
     for (int t = 0; t < c.steps; ++t) {
         const auto x = case_tokens(n, S.vocab, 7, t, false), y = case_tokens(n, S.vocab, 7, t, true);
-        const StepOptions opt = case_steps.options(t);
-        model.zero_grad();
-        model.forward_backward(x, y, mem, opt);
-        frozen_groups(model.layout(), opt.skip, frozen);
-        cuda::adam_step_sequence(model.parameters(), nullptr, m.data(), v.data(), model.gradients(), n_params, groups, frozen,
-                                 adam, norm.data(), norm_ws.data(), steps, dev.launcher());
+        train_step(model, adam, x, y, mem, case_steps.options(t));
     }
-    std::vector<float> p(n_params);
+    std::vector<float> p(model.layout().total);
     model.get_parameters(p);
     return p;
 }

@@ -16,6 +16,8 @@
 
 #include "cpu_reference_ops.hpp"
 #include "ops_test_util.hpp"
+#include "memtx/cuda/device.cuh"
+#include "memtx/cuda/model/device_adam.hpp"
 #include "memtx/cuda/ops.cuh"
 
 namespace {
@@ -382,23 +384,24 @@ TEST_CASE("CUDA Adam matches memtx::Adam", "[cuda][ops][adam]") {
                 o.beta2 = beta2;
                 o.eps = eps;
                 o.clip = clip;
-                std::vector<memtx::cuda::Adam::Group> gg;
+                std::vector<memtx::cuda::AdamGroup> gg;
                 for (const auto& gr : groups) gg.push_back({gr.offset, gr.size, gr.step});
-                memtx::cuda::Adam adam(gg, total, o, kStream);
-                MEMTX_CUDA_CHECK(cudaMemcpy(adam.first_moment(), m0.data(), total * sizeof(float), cudaMemcpyHostToDevice));
-                MEMTX_CUDA_CHECK(cudaMemcpy(adam.second_moment(), v0.data(), total * sizeof(float), cudaMemcpyHostToDevice));
+                const memtx::cuda::Context ctx;   // DeviceAdam works on the context's stream
+                memtx::cuda::CudaDevice dev(ctx);
+                memtx::cuda::DeviceAdam<memtx::cuda::CudaDevice> adam(dev, gg, total, o);
+                adam.set_moments(m0, v0);
                 auto p_d = device<float>(p0);
                 auto g_d = device<float>(g);
                 auto half_d = poisoned<bf16>(total);
-                adam.step(p_d.data(), g_d.data(), frozen, kStream, half_d.data());
+                MEMTX_CUDA_CHECK(cudaDeviceSynchronize());   // the uploads above ran on the legacy stream
+                adam.step(p_d.data(), g_d.data(), frozen, half_d.data());
+                const double norm_g = adam.norm();   // waits for the context's stream
                 const auto p_g = host(p_d);
                 std::vector<float> m_g(total), v_g(total);
-                MEMTX_CUDA_CHECK(cudaMemcpy(m_g.data(), adam.first_moment(), total * sizeof(float), cudaMemcpyDeviceToHost));
-                MEMTX_CUDA_CHECK(cudaMemcpy(v_g.data(), adam.second_moment(), total * sizeof(float), cudaMemcpyDeviceToHost));
+                adam.get_moments(m_g, v_g);
                 std::vector<bf16> half(total);
                 half_d.download(half, kStream);
 
-                const double norm_g = adam.norm(kStream);
                 CHECK(std::abs(norm_g - norm_c) <= 1e-12 * norm_c);
                 if (clip == 0.25) CHECK(norm_c > 0.25);   // the clipping branch was taken
                 for (std::size_t k = 0; k < groups.size(); ++k) CHECK(adam.groups()[k].step == groups_c[k].step);

@@ -5,6 +5,9 @@
 // validation loss, metrics-file offset) in the metadata. The RNG needs no state: every random
 // decision is a function of (seed, step, ...), and the seed is recorded. Writes are atomic
 // (temp file + rename); loading validates everything before it changes anything.
+// Any backend: parameters, moments and memories travel through host copies (get_/set_parameters,
+// get_/set_moments, host_memory / assign_memory), so a checkpoint written by the CUDA model
+// resumes on the CPU and the other way round.
 #include <cstdint>
 #include <iomanip>
 #include <filesystem>
@@ -69,9 +72,19 @@ inline double meta_double(const io::SafetensorsReader& r, const std::string& key
 }
 } // namespace detail
 
-template <class Model>
-void save_checkpoint(const std::filesystem::path& file, const Model& model, const Adam<typename Model::Scalar>& adam,
-                     std::span<const Memory<typename Model::Scalar>> memories, const TrainState& state,
+// A host Memory's own state; a device memory's overloads (beside its type) copy.
+template <class T>
+const Memory<T>& host_memory(const Memory<T>& m) {
+    return m;
+}
+template <class T>
+void assign_memory(Memory<T>& m, Memory<T>&& host) {
+    m = std::move(host);
+}
+
+template <class Model, class Optimizer>
+void save_checkpoint(const std::filesystem::path& file, const Model& model, const Optimizer& adam,
+                     std::span<const typename Model::MemoryType> memories, const TrainState& state,
                      const Vocabulary& vocab, const std::map<std::string, std::string>& extra = {}) {
     using T = typename Model::Scalar;
     constexpr io::DType native = std::is_same_v<T, double> ? io::DType::F64 : io::DType::F32;
@@ -89,9 +102,11 @@ void save_checkpoint(const std::filesystem::path& file, const Model& model, cons
     w.set_metadata("memtx.stale_evals", std::to_string(state.stale_evals));
     w.set_metadata("memtx.corpus_kind", corpus_kind_name(vocab.kind()));
     add_weights(w, model, native);
+    std::vector<T> m1(model.layout().total), m2(m1.size());
+    adam.get_moments(std::span<T>(m1), std::span<T>(m2));
     for (const auto& e : model.layout().entries) {
-        w.add<T>("adam.exp_avg." + e.name, adam.first_moment().subspan(e.offset, e.numel()), e.shape, native);
-        w.add<T>("adam.exp_avg_sq." + e.name, adam.second_moment().subspan(e.offset, e.numel()), e.shape, native);
+        w.add<T>("adam.exp_avg." + e.name, std::span<const T>(m1).subspan(e.offset, e.numel()), e.shape, native);
+        w.add<T>("adam.exp_avg_sq." + e.name, std::span<const T>(m2).subspan(e.offset, e.numel()), e.shape, native);
     }
     std::vector<std::int64_t> adam_steps;
     for (const auto& g : adam.groups()) adam_steps.push_back(g.step);
@@ -99,7 +114,7 @@ void save_checkpoint(const std::filesystem::path& file, const Model& model, cons
     const auto L = static_cast<std::int64_t>(Model::shape.n_layer), D = static_cast<std::int64_t>(Model::shape.d_model);
     std::vector<std::int32_t> rows, ages;
     for (std::size_t c = 0; c < memories.size(); ++c) {
-        const auto& m = memories[c];
+        const Memory<T>& m = host_memory(memories[c]);
         for (int l = 0; l < m.n_layer(); ++l) {
             rows.push_back(m.rows(l));
             ages.push_back(m.age(l));
@@ -144,9 +159,9 @@ void check_checkpoint_shape(const io::SafetensorsReader& r, const std::string& w
 
 // Restores model, optimizer, memories and returns the training position. `vocab` must equal
 // the checkpoint's. Nothing is changed unless the whole checkpoint is valid.
-template <class Model>
-TrainState load_checkpoint(const std::filesystem::path& file, Model& model, Adam<typename Model::Scalar>& adam,
-                           std::span<Memory<typename Model::Scalar>> memories, const Vocabulary& vocab) {
+template <class Model, class Optimizer>
+TrainState load_checkpoint(const std::filesystem::path& file, Model& model, Optimizer& adam,
+                           std::span<typename Model::MemoryType> memories, const Vocabulary& vocab) {
     using T = typename Model::Scalar;
     const std::string where = "checkpoint '" + file.string() + "'";
     const io::SafetensorsReader r(file);
@@ -174,7 +189,7 @@ TrainState load_checkpoint(const std::filesystem::path& file, Model& model, Adam
     for (const auto s : adam_steps) require(s >= 0, where, ": negative Adam step count");
 
     // Stage everything, then commit.
-    const auto n = model.parameters().size();
+    const std::size_t n = model.layout().total;
     std::vector<T> m1(n, T(0)), m2(n, T(0));
     for (const auto& e : model.layout().entries) {
         r.read_into<T>("adam.exp_avg." + e.name, std::span<T>(m1).subspan(e.offset, e.numel()), std::span<const std::int64_t>(e.shape));
@@ -186,7 +201,8 @@ TrainState load_checkpoint(const std::filesystem::path& file, Model& model, Adam
     std::vector<std::int32_t> rows(static_cast<std::size_t>(chunks * L)), ages(rows.size());
     r.read_into<std::int32_t>("memory.rows", std::span<std::int32_t>(rows), std::span<const std::int64_t>(shape2));
     r.read_into<std::int32_t>("memory.ages", std::span<std::int32_t>(ages), std::span<const std::int64_t>(shape2));
-    std::vector<Memory<T>> staged(memories.begin(), memories.end());
+    std::vector<Memory<T>> staged;
+    for (const auto& m : memories) staged.push_back(host_memory(m));
     for (std::int64_t c = 0; c < chunks; ++c) {
         auto& m = staged[static_cast<std::size_t>(c)];
         for (int l = 0; l < L; ++l) {
@@ -205,10 +221,9 @@ TrainState load_checkpoint(const std::filesystem::path& file, Model& model, Adam
         }
     }
     read_weights(r, model, where, /*allow_extra=*/true);   // stages internally; last fallible step
-    std::copy(m1.begin(), m1.end(), adam.first_moment().begin());
-    std::copy(m2.begin(), m2.end(), adam.second_moment().begin());
+    adam.set_moments(std::span<const T>(m1), std::span<const T>(m2));
     for (std::size_t k = 0; k < adam_steps.size(); ++k) adam.groups()[k].step = adam_steps[k];
-    for (std::size_t c = 0; c < memories.size(); ++c) memories[c] = std::move(staged[c]);
+    for (std::size_t c = 0; c < memories.size(); ++c) assign_memory(memories[c], std::move(staged[c]));
     return st;
 }
 

@@ -20,13 +20,23 @@ namespace memtx {
 // of ours: the positional embedding's inverse frequencies (a registered buffer).
 inline bool is_known_buffer(const std::string& name) { return name == "pos_emb.inv_freq"; }
 
+// The model's parameters as a host array: get_parameters copies them (from the device, for a
+// device model), so that weights and checkpoints are written the same way on every backend.
+template <class Model>
+std::vector<typename Model::Scalar> host_parameters(const Model& model) {
+    std::vector<typename Model::Scalar> host(model.layout().total);
+    model.get_parameters(std::span<typename Model::Scalar>(host));
+    return host;
+}
+
 // Adds every parameter under its reference name. A tied output weight is written under
 // crit.out_layers.0.weight too, as the original state_dict does.
 template <class Model>
 void add_weights(io::SafetensorsWriter& w, const Model& model, io::DType stored = io::DType::F32) {
     using T = typename Model::Scalar;
     const auto& layout = model.layout();
-    const auto params = model.parameters();
+    const std::vector<T> host = host_parameters(model);
+    const std::span<const T> params(host);
     for (const auto& e : layout.entries)
         w.add<T>(e.name, params.subspan(e.offset, e.numel()), e.shape, stored);
     if (Model::shape.tie_weight) {
@@ -43,7 +53,7 @@ template <class Model>
 void read_weights(const io::SafetensorsReader& r, Model& model, const std::string& where, bool allow_extra = false) {
     using T = typename Model::Scalar;
     const auto& layout = model.layout();
-    std::vector<T> staged(model.parameters().begin(), model.parameters().end());
+    std::vector<T> staged = host_parameters(model);
     std::span<T> params(staged);
     std::set<std::string> expected;
     for (const auto& e : layout.entries) {
@@ -63,7 +73,7 @@ void read_weights(const io::SafetensorsReader& r, Model& model, const std::strin
     for (const auto& name : r.names())
         require(allow_extra || expected.count(name) || is_known_buffer(name), where, ": unexpected tensor '", name,
                 "' (the file was written for another model shape or options)");
-    std::copy(staged.begin(), staged.end(), model.parameters().begin());
+    model.set_parameters(std::span<const T>(staged));
 }
 
 template <class Model>

@@ -39,6 +39,7 @@ class TransformerXL {
 public:
     static constexpr ModelShape shape = S;
     using Scalar = T;
+    using MemoryType = Memory<T>;
 
     explicit TransformerXL(ModelOptions options = {})
         : options_(options), layout_(make_param_layout(S)), params_(layout_.total), grads_(layout_.total),
@@ -53,6 +54,15 @@ public:
     std::span<const T> parameters() const { return params_; }
     std::span<T> gradients() { return grads_; }
     std::span<const T> gradients() const { return grads_; }
+    // Host copies, as a device model has them (checkpoints and tests use either backend alike).
+    void get_parameters(std::span<T> host) const {
+        require(host.size() == params_.size(), "get_parameters: ", host.size(), " values, the model has ", params_.size());
+        std::copy(params_.begin(), params_.end(), host.begin());
+    }
+    void set_parameters(std::span<const T> host) {
+        require(host.size() == params_.size(), "set_parameters: ", host.size(), " values, the model has ", params_.size());
+        std::copy(host.begin(), host.end(), params_.begin());
+    }
     const ModelOptions& options() const { return options_; }
     void set_dropout(float dropout, float dropatt) {
         ModelOptions o = options_;

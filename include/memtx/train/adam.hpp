@@ -74,6 +74,17 @@ public:
     std::span<T> second_moment() { return v_; }
     std::span<const T> first_moment() const { return m_; }
     std::span<const T> second_moment() const { return v_; }
+    // Host copies of the moments, as a device optimizer has them (checkpoints).
+    void get_moments(std::span<T> m, std::span<T> v) const {
+        require(m.size() == m_.size() && v.size() == v_.size(), "Adam: moments of ", m.size(), " values for ", m_.size());
+        std::copy(m_.begin(), m_.end(), m.begin());
+        std::copy(v_.begin(), v_.end(), v.begin());
+    }
+    void set_moments(std::span<const T> m, std::span<const T> v) {
+        require(m.size() == m_.size() && v.size() == v_.size(), "Adam: moments of ", m.size(), " values for ", m_.size());
+        std::copy(m.begin(), m.end(), m_.begin());
+        std::copy(v.begin(), v.end(), v_.begin());
+    }
 
     // Clips g (global norm over all of it; g itself is left as it is), then one Adam update of every group not frozen
     // (frozen[k] != 0 freezes group k; empty: none). Returns the norm before clipping.
@@ -117,5 +128,26 @@ private:
     AlignedVector<T> m_, v_;
     std::vector<Group> groups_;
 };
+
+// The optimizer of a model: Adam<Scalar> on the host, unless the model names its own
+// (a device model's optimizer keeps its moments on the device).
+template <class Model>
+struct OptimizerSelect {
+    using type = Adam<typename Model::Scalar>;
+};
+template <class Model>
+    requires requires { typename Model::Optimizer; }
+struct OptimizerSelect<Model> {
+    using type = typename Model::Optimizer;
+};
+template <class Model>
+using OptimizerFor = typename OptimizerSelect<Model>::type;
+
+// One clipped Adam step of a model's parameters from its gradients; returns the norm before
+// clipping. (A device optimizer has its own overload, found by argument-dependent lookup.)
+template <class T, class Model>
+double optimizer_step(Adam<T>& adam, Model& model, std::span<const std::uint8_t> frozen = {}) {
+    return adam.step(model.parameters(), model.gradients(), frozen);
+}
 
 } // namespace memtx

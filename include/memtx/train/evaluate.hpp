@@ -9,7 +9,8 @@
 
 #include "memtx/data/segment_iterator.hpp"
 #include "memtx/memory/memory.hpp"
-#include "memtx/model/transformer_xl.hpp"
+#include "memtx/model/step_options.hpp"
+#include "memtx/train/attention_reach.hpp"
 
 namespace memtx {
 
@@ -74,7 +75,7 @@ public:
 private:
     Model& model_;
     EvalOptions options_;
-    Memory<T> mem_;
+    typename Model::MemoryType mem_;
     std::vector<std::int32_t> x_, y_;
 };
 

@@ -5,7 +5,8 @@
 #include <cstdint>
 #include <span>
 
-#include "memtx/model/transformer_xl.hpp"
+#include "memtx/model/step_options.hpp"
+#include "memtx/nn/parameters.hpp"
 #include "memtx/train/adam.hpp"
 
 namespace memtx {
@@ -18,15 +19,16 @@ struct StepResult {
 template <class Model>
 inline constexpr std::size_t max_param_groups = 13 * static_cast<std::size_t>(Model::shape.n_layer) + 4;
 
-template <class Model, class T>
-StepResult train_step(Model& model, Adam<T>& opt, std::span<const std::int32_t> x, std::span<const std::int32_t> y,
-                      Memory<T>& mem, const StepOptions& step) {
+// Any backend: Model's optimizer (OptimizerFor<Model>) and memory (Model::MemoryType).
+template <class Model, class Optimizer>
+StepResult train_step(Model& model, Optimizer& opt, std::span<const std::int32_t> x, std::span<const std::int32_t> y,
+                      typename Model::MemoryType& mem, const StepOptions& step) {
     model.zero_grad();
     const SegmentLoss loss = model.forward_backward(x, y, mem, step);
     std::array<std::uint8_t, max_param_groups<Model>> frozen{};
     const std::size_t n = model.layout().entries.size();
     frozen_groups(model.layout(), step.skip, std::span(frozen).first(n));
-    const double norm = opt.step(model.parameters(), model.gradients(), std::span<const std::uint8_t>(frozen.data(), n));
+    const double norm = optimizer_step(opt, model, std::span<const std::uint8_t>(frozen.data(), n));
     return {loss.mean, norm};
 }
 

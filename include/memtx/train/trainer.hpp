@@ -113,10 +113,14 @@ inline std::filesystem::path latest_checkpoint(const std::filesystem::path& dir)
     return best;
 }
 
+// Any backend: the model's optimizer (OptimizerFor<Model>: memtx::Adam on the host, the device
+// model's own on a GPU) and memory type (Model::MemoryType).
 template <class Model>
 class Trainer {
 public:
     using T = typename Model::Scalar;
+    using Optimizer = OptimizerFor<Model>;
+    using MemoryType = typename Model::MemoryType;
 
     Trainer(Model& model, const Corpus& corpus, TrainerConfig config)
         : model_(model), corpus_(corpus), config_((validate(config), std::move(config))),
@@ -127,11 +131,12 @@ public:
           skip_mask_(static_cast<std::size_t>(Model::shape.n_layer), 0), frozen_(model.layout().entries.size(), 0),
           maps_(static_cast<std::size_t>(Model::shape.n_layer) * Model::shape.n_head),
           map_ptrs_(static_cast<std::size_t>(Model::shape.n_layer), nullptr) {
+        if constexpr (requires { Model::measures_reach; })
+            require(!config_.reach || Model::measures_reach,
+                    "attention reach is measured by the CPU model only: train without --reach, or measure it on memtx::Cpu");
         if (config_.methods.skip_retain) skip_.emplace(Model::shape.n_layer, config_.methods.skip);
         const int chunk = config_.batch / config_.batch_chunk;
         for (int c = 0; c < config_.batch_chunk; ++c) memories_.push_back(model.make_memory(chunk, config_.mem_len));
-        // retained memories sit (age - 1) segments further back: plan for ages up to 8 (older
-        // ones, rare, grow the workspace once)
         // phase 1: plan for retained memory (any age needs the same M + 2Q - 1 position rows)
         model_.reserve(chunk, config_.tgt_len, config_.mem_len, config_.methods.skip_retain ? config_.tgt_len : 0);
         // the validation and test splits must fit the evaluation shape before training starts
@@ -147,8 +152,8 @@ public:
 
     const TrainState& state() const { return state_; }
     const TrainerConfig& config() const { return config_; }
-    Adam<T>& optimizer() { return adam_; }
-    std::vector<Memory<T>>& memories() { return memories_; }
+    Optimizer& optimizer() { return adam_; }
+    std::vector<MemoryType>& memories() { return memories_; }
     bool done() const { return state_.step >= config_.max_step; }
     // Bits per character for byte/symbol corpora, perplexity for words.
     bool reports_perplexity() const { return corpus_.vocab.kind() == CorpusKind::words; }
@@ -205,7 +210,7 @@ public:
             loss_sum += model_.forward_backward(xs, ys, memories_[static_cast<std::size_t>(c)], opt).sum;
         }
         frozen_groups(model_.layout(), opt.skip, frozen_);   // skipped layers: no optimizer update
-        const double norm = adam_.step(model_.parameters(), model_.gradients(), frozen_);
+        const double norm = optimizer_step(adam_, model_, frozen_);
         ++state_.step;
         ++state_.segment;
         r.step = state_.step;
@@ -332,10 +337,10 @@ public:
         char name[64];
         std::snprintf(name, sizeof name, "ckpt_%010lld.safetensors", state_.step);
         const auto file = config_.checkpoint_dir / name;
-        save_checkpoint(file, model_, adam_, std::span<const Memory<T>>(memories_), state_, corpus_.vocab,
+        save_checkpoint(file, model_, adam_, std::span<const MemoryType>(memories_), state_, corpus_.vocab,
                         config_.checkpoint_metadata);
         if (best) save_checkpoint(config_.checkpoint_dir / "best.safetensors", model_, adam_,
-                                  std::span<const Memory<T>>(memories_), state_, corpus_.vocab, config_.checkpoint_metadata);
+                                  std::span<const MemoryType>(memories_), state_, corpus_.vocab, config_.checkpoint_metadata);
         std::vector<std::filesystem::path> all;
         for (const auto& e : std::filesystem::directory_iterator(config_.checkpoint_dir)) {
             const std::string f = e.path().filename().string();
@@ -350,7 +355,7 @@ private:
     void resume() {
         const auto file = latest_checkpoint(config_.checkpoint_dir);
         require(!file.empty(), "resume: no checkpoint (ckpt_<step>.safetensors) in '", config_.checkpoint_dir.string(), "'");
-        state_ = load_checkpoint(file, model_, adam_, std::span<Memory<T>>(memories_), corpus_.vocab);
+        state_ = load_checkpoint(file, model_, adam_, std::span<MemoryType>(memories_), corpus_.vocab);
         require(state_.segment <= train_.n_segments(), "checkpoint '", file.string(), "' is at segment ", state_.segment,
                 " of an epoch, but this corpus has ", train_.n_segments(), " (another batch or tgt_len?)");
         // Metrics written after the checkpoint belong to the interrupted run: drop them.
@@ -380,9 +385,9 @@ private:
     const Corpus& corpus_;
     TrainerConfig config_;
     SegmentIterator train_;
-    Adam<T> adam_;
+    Optimizer adam_;
     Evaluator<Model> evaluator_;
-    std::vector<Memory<T>> memories_;
+    std::vector<MemoryType> memories_;
     std::vector<std::int32_t> x_, y_;
     TrainState state_;
     std::ofstream metrics_;

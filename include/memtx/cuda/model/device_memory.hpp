@@ -81,4 +81,17 @@ private:
     std::vector<int> rows_, age_;
 };
 
+// A host copy of a device memory, and back (checkpoints: the overloads of memtx::host_memory and
+// memtx::assign_memory for device memory, found by argument-dependent lookup).
+template <class Device>
+Memory<float> host_memory(const DeviceMemory<Device>& m) {
+    Memory<float> host(m.n_layer(), m.batch(), m.mem_len(), m.d_model());
+    m.download(host);
+    return host;
+}
+template <class Device>
+void assign_memory(DeviceMemory<Device>& m, Memory<float>&& host) {
+    m.upload(host);
+}
+
 } // namespace memtx::cuda

@@ -33,6 +33,7 @@
 #include "memtx/cuda/embedding_launch.hpp"
 #include "memtx/cuda/kernels/model_kernels.cuh"
 #include "memtx/cuda/layer_norm_launch.hpp"
+#include "memtx/cuda/model/device_adam.hpp"
 #include "memtx/cuda/model/device_memory.hpp"
 #include "memtx/cuda/rel_attention_launch.hpp"
 #include "memtx/cuda/softmax_xent_launch.hpp"
@@ -49,6 +50,8 @@ public:
     static constexpr ModelShape shape = S;
     using Scalar = float;
     using MemoryType = DeviceMemory<Device>;
+    using Optimizer = DeviceAdam<Device>;   // what Trainer and train_step use (OptimizerFor)
+    static constexpr bool measures_reach = false;   // StepOptions::reach is the CPU model's
 
     DeviceTransformerXL(Device& dev, ModelOptions options = {})
         : dev_(dev), options_(options), layout_(make_param_layout(S)) {
@@ -64,6 +67,7 @@ public:
 
     const ParamLayout& layout() const { return layout_; }
     const ModelOptions& options() const { return options_; }
+    Device& device() const { return dev_; }
     float* parameters() { return params_.data(); }   // device
     float* gradients() { return grads_.data(); }     // device
     void set_parameters(std::span<const float> host) {
@@ -285,6 +289,7 @@ private:
         require(y.size() == x.size(), "targets hold ", y.size(), " tokens, inputs ", x.size());
         require(opt.clamp_len >= 0, "clamp_len must be >= 0, got ", opt.clamp_len);
         require(!(opt.same_length && mem.mem_len() == 0), "same_length needs mem_len > 0");
+        require(opt.reach == nullptr, "attention reach is measured by the CPU model only (run the reach report on memtx::Cpu)");
         require(opt.training || (!opt.skip && !opt.head_maps),
                 "evaluation never skips layers or permutes heads: skip and head_maps are for training steps only");
         check_tokens(x, "input");
