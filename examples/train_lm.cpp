@@ -6,7 +6,7 @@
 //   train_lm --data file.txt --kind bytes      # any file, split 90/5/5
 //   train_lm --corpus ptb-char --resume        # continue from the newest checkpoint
 //   train_lm --corpus ptb-char --skip-retain --phase1-steps 3000 --cross-head-beta 0.1   # the paper's recipe
-//   train_lm --corpus enwik8 --preset enwik8_base --backend cuda   # on a GPU (built when nvcc was found)
+//   train_lm --corpus enwik8 --preset enwik8_base --backend cuda --precision bf16   # on a GPU (built when nvcc was found)
 #include <CLI/CLI.hpp>
 
 #include <cstdlib>
@@ -122,6 +122,8 @@ int main(int argc, char** argv) {
     app.add_option("--backend", o.backend, "cpu | cuda (TransformerXL<Shape, memtx::Cuda>, fp32)")
         ->check(CLI::IsMember({"cpu", "cuda"}));
     app.add_option("--device", o.device, "CUDA device with --backend cuda")->check(CLI::Range(0, 1023));
+    app.add_option("--precision", o.precision, "with --backend cuda: fp32 | bf16 (bf16 activations and weight copies, fp32 masters)")
+        ->check(CLI::IsMember({"fp32", "bf16"}));
     app.add_option("--seed", o.seed, "seed of initialisation and every random decision");
     app.add_option("--threads", o.threads, "CPU threads (0: all cores)")->check(CLI::Range(0, 1024));
     CLI11_PARSE(app, argc, argv);
@@ -170,6 +172,8 @@ int main(int argc, char** argv) {
         t.metrics_file = out / "metrics.jsonl";
         if (!t.resume && fs::exists(t.metrics_file)) fs::remove(t.metrics_file);   // a fresh run starts a fresh file
         std::printf("run folder %s\n", out.string().c_str());
+        memtx::require(o.backend == "cuda" || o.precision == "fp32", "--precision ", o.precision,
+                       " is for --backend cuda (the CPU trains in fp32)");
         if (o.backend == "cuda") {
 #ifdef MEMTX_EXAMPLES_CUDA
             return memtx_examples::run_cuda(o, corpus);

@@ -18,6 +18,7 @@ struct TrainOptions {
     std::string preset = "tiny";
     std::string backend = "cpu";   // cpu | cuda
     int device = 0;                // CUDA device
+    std::string precision = "fp32";   // CUDA: fp32 | bf16 (mixed precision)
     std::uint64_t seed = 1;
     float dropout = 0.1f, dropatt = 0.0f;
     int threads = 0;   // 0: all cores

@@ -1,5 +1,6 @@
-// The presets of train_lm on TransformerXL<Shape, memtx::Cuda>: the same Trainer, data and
-// checkpoints as the CPU presets (a checkpoint resumes on either backend), fp32 on the GPU.
+// The presets of train_lm on TransformerXL<Shape, memtx::Cuda, Act>: the same Trainer, data and
+// checkpoints as the CPU presets (a checkpoint resumes on either backend and precision); fp32, or
+// bf16 mixed precision (--precision bf16: bf16 activations and weight copies, fp32 masters).
 #include <memtx/cuda.hpp>
 
 #include "train_lm.hpp"
@@ -7,11 +8,17 @@
 namespace memtx_examples {
 
 namespace {
+template <memtx::ModelShape S, class Act>
+int run_precision(const TrainOptions& o, const memtx::Corpus& corpus) {
+    memtx::TransformerXL<S, memtx::Cuda, Act> model(model_options(o), o.device);
+    const auto& props = model.context().properties();
+    return run_model(model, o, corpus,
+                     std::string("CUDA device ") + std::to_string(o.device) + " (" + props.name + "), " + o.precision);
+}
+
 template <memtx::ModelShape S>
 int run_shape_cuda(const TrainOptions& o, const memtx::Corpus& corpus) {
-    memtx::TransformerXL<S, memtx::Cuda> model(model_options(o), o.device);
-    const auto& props = model.context().properties();
-    return run_model(model, o, corpus, std::string("CUDA device ") + std::to_string(o.device) + " (" + props.name + ")");
+    return o.precision == "bf16" ? run_precision<S, memtx::cuda::bf16>(o, corpus) : run_precision<S, float>(o, corpus);
 }
 } // namespace
 

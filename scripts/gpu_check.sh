@@ -96,8 +96,9 @@ for n in sorted(b):
         rows.append((n.replace("/real_time", ""), f"{b[n]['real_time']:.3f} ms"))
 try:
     step = open(f"{report}/bench_cuda_train_step.txt").read()
-    m = re.search(r"train_tokens_per_s=(\d+)", step)
-    rows.append(("training tokens/s (enwik8 base, fp32; bf16 not built yet)", m.group(1) if m else "see bench_cuda_train_step.txt"))
+    for prec in ("bf16", "fp32"):
+        m = re.search(rf"train_tokens_per_s_{prec}=(\d+)", step)
+        rows.append((f"training tokens/s (enwik8 base, {prec})", m.group(1) if m else "see bench_cuda_train_step.txt"))
 except OSError:
     rows.append(("training tokens/s (enwik8 base)", "not run"))
 w = max(len(r[0]) for r in rows)

@@ -33,6 +33,11 @@ expect "nonsense preset" "--preset" "$train_lm" --preset huge
 expect "negative learning rate" "--lr" "$train_lm" --lr -1
 expect "skip probability out of range" "--skip-p" "$train_lm" --skip-schedule uniform --skip-p 1.5
 expect "cross-head beta out of range" "--cross-head-beta" "$train_lm" --cross-head-beta 2
+expect "nonsense backend" "--backend" "$train_lm" --backend tpu
+expect "bf16 on the CPU" "is for --backend cuda" "$train_lm" --precision bf16 --out "$work/r0"
+if ! nvidia-smi -L > /dev/null 2>&1; then   # no GPU here: a clear error (no device, or built without nvcc)
+  expect "CUDA backend without a GPU" "CUDA" "$train_lm" --backend cuda --steps 1 --out "$work/r00"
+fi
 expect "missing data file" "cannot open data file" "$train_lm" --data "$work/nope.txt" --out "$work/r1"
 expect "empty data file" "is empty" "$train_lm" --data "$work/empty.txt" --out "$work/r2"
 expect "batch x tgt_len larger than the data" "too few for batch" "$train_lm" --data "$work/tiny.txt" --out "$work/r3"

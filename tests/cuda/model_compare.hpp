@@ -5,31 +5,49 @@
 
 #include <cmath>
 #include <cstdio>
+#include <type_traits>
 
 #include "cpu_reference_model.hpp"
 #include "model_device_run.hpp"
 
 namespace memtx::testcases {
 
-template <ModelShape S, class Device>
+// Relative errors allowed against the fp32 CPU model: fp32 activations agree to rounding;
+// bf16 ones (8-bit mantissa, relative rounding 2^-9 per stored value) carry that rounding through
+// every stored activation and weight copy (see docs/gpu.md for the measured values).
+struct ModelTolerance {
+    double loss, grad, memory;
+};
+template <class Act>
+inline constexpr ModelTolerance kModelTolerance{1e-5, 1e-4, 1e-5};
+template <>
+inline constexpr ModelTolerance kModelTolerance<cuda::bf16>{3e-3, 1e-1, 1.5e-2};
+
+template <ModelShape S, class Device, class Act = float>
 void check_model_matches_cpu(Device& dev, const ModelCase& c) {
+    constexpr ModelTolerance tol = kModelTolerance<Act>;
+    const char* precision = std::is_same_v<Act, float> ? "fp32" : "bf16";
     const ModelRun cpu = testref::model_cpu<S>(c);
-    const ModelRun run = model_device<S>(dev, c);
+    const ModelRun run = model_device<S, Device, Act>(dev, c);
     REQUIRE(run.losses.size() == cpu.losses.size());
+    double loss_err = 0;
     for (std::size_t t = 0; t < cpu.losses.size(); ++t) {
+        const double e = std::abs(run.losses[t] - cpu.losses[t]) / std::abs(cpu.losses[t]);
+        loss_err = std::max(loss_err, e);
         INFO(c.name << ": loss of step " << t << ": " << run.losses[t] << " vs CPU " << cpu.losses[t]);
-        CHECK(std::abs(run.losses[t] - cpu.losses[t]) <= 1e-5 * std::abs(cpu.losses[t]));
+        CHECK(e <= tol.loss);
     }
     const std::size_t per_step = cpu.grads.size() / cpu.losses.size();
     const double grad_err = max_relative_error(run.grads, cpu.grads, per_step);
-    std::printf("[model fp32] %-60s worst per-step gradient rel err %.2e\n", c.name, grad_err);
+    const double mem_err = max_relative_error(run.memory, cpu.memory, std::max<std::size_t>(cpu.memory.size(), 1));
+    std::printf("[model %s] %-60s rel err: loss %.2e, worst per-step gradient %.2e, memory %.2e\n", precision, c.name, loss_err,
+                grad_err, mem_err);
     INFO(c.name << ": worst per-step gradient relative error " << grad_err);
-    CHECK(grad_err <= 1e-4);
+    CHECK(grad_err <= tol.grad);
     CHECK(run.rows == cpu.rows);
     CHECK(run.ages == cpu.ages);
-    const double mem_err = max_relative_error(run.memory, cpu.memory, std::max<std::size_t>(cpu.memory.size(), 1));
     INFO(c.name << ": memory relative error " << mem_err);
-    CHECK(mem_err <= 1e-5);
+    CHECK(mem_err <= tol.memory);
 }
 
 } // namespace memtx::testcases

@@ -12,9 +12,10 @@
 
 namespace memtx::testcases {
 
-template <ModelShape S, class Device>
+// Act: the model's activations (float, or cuda::bf16 for mixed precision).
+template <ModelShape S, class Device, class Act = float>
 ModelRun model_device(Device& dev, const ModelCase& c) {
-    cuda::DeviceTransformerXL<S, Device> model(dev, {.seed = 7, .dropout = c.dropout, .dropatt = c.dropatt, .init_std = 0.1f});
+    cuda::DeviceTransformerXL<S, Device, Act> model(dev, {.seed = 7, .dropout = c.dropout, .dropatt = c.dropatt, .init_std = 0.1f});
     auto mem = model.make_memory(c.batch, c.mem_len);
     ModelRun run;
     const CaseSteps case_steps(c, S.n_layer);
@@ -41,9 +42,9 @@ ModelRun model_device(Device& dev, const ModelCase& c) {
 // The parameters after c.steps training steps on the device: memtx::train_step with the device
 // model's optimizer (DeviceAdam: global norm, clip 0.25, lr 1e-3, per-tensor groups, skipped
 // layers' groups frozen) — the same call as on the CPU.
-template <ModelShape S, class Device>
+template <ModelShape S, class Device, class Act = float>
 std::vector<float> train_device(Device& dev, const ModelCase& c) {
-    cuda::DeviceTransformerXL<S, Device> model(dev, {.seed = 7, .dropout = c.dropout, .dropatt = c.dropatt, .init_std = 0.1f});
+    cuda::DeviceTransformerXL<S, Device, Act> model(dev, {.seed = 7, .dropout = c.dropout, .dropatt = c.dropatt, .init_std = 0.1f});
     auto mem = model.make_memory(c.batch, c.mem_len);
     AdamOptions adam_options;
     adam_options.lr = 1e-3;
@@ -76,9 +77,9 @@ inline double max_relative_error(const std::vector<float>& a, const std::vector<
 
 // Relative error of the device's parameter updates after c.steps training steps against
 // memtx::train_step's (cpu_init: the parameters before training, cpu: after).
-template <ModelShape S, class Device>
+template <ModelShape S, class Device, class Act = float>
 double training_update_error(Device& dev, const ModelCase& c, const std::vector<float>& cpu_init, const std::vector<float>& cpu) {
-    const std::vector<float> gpu = train_device<S>(dev, c);
+    const std::vector<float> gpu = train_device<S, Device, Act>(dev, c);
     if (gpu.size() != cpu.size()) return INFINITY;
     std::vector<float> du_cpu(cpu.size()), du_gpu(cpu.size());
     for (std::size_t i = 0; i < cpu.size(); ++i) {

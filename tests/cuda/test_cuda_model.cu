@@ -13,11 +13,11 @@ namespace {
 using namespace memtx;
 using namespace memtx::testcases;
 
-template <ModelShape S>
+template <ModelShape S, class Act = float>
 void compare(const ModelCase& c) {
     const memtx::cuda::Context ctx;
     memtx::cuda::CudaDevice dev(ctx);
-    check_model_matches_cpu<S>(dev, c);
+    check_model_matches_cpu<S, memtx::cuda::CudaDevice, Act>(dev, c);
 }
 
 } // namespace
@@ -31,6 +31,15 @@ TEST_CASE("CUDA model matches the CPU model (post-LN)", "[cuda][model]") {
 TEST_CASE("CUDA model matches the CPU model (pre-LN, untied)", "[cuda][model]") {
     for (const auto& c : pre_ln_cases()) {
         DYNAMIC_SECTION(c.name) { compare<kModelPreLN>(c); }
+    }
+}
+
+TEST_CASE("CUDA model in bf16 mixed precision stays near the fp32 CPU model", "[cuda][model][bf16]") {
+    for (const auto& c : post_ln_cases()) {
+        DYNAMIC_SECTION(c.name) { compare<kModelPostLN, cuda::bf16>(c); }
+    }
+    for (const auto& c : pre_ln_cases()) {
+        DYNAMIC_SECTION(c.name) { compare<kModelPreLN, cuda::bf16>(c); }
     }
 }
 

@@ -13,10 +13,10 @@ namespace {
 using namespace memtx;
 using namespace memtx::testcases;
 
-template <ModelShape S>
+template <ModelShape S, class Act = float>
 void compare(const ModelCase& c) {
     memtx_emulation::Device dev;
-    check_model_matches_cpu<S>(dev, c);
+    check_model_matches_cpu<S, memtx_emulation::Device, Act>(dev, c);
     CHECK(dev.launches > 0);
 }
 
@@ -31,6 +31,15 @@ TEST_CASE("emulated CUDA model matches the CPU model (post-LN)", "[emulated][mod
 TEST_CASE("emulated CUDA model matches the CPU model (pre-LN, untied)", "[emulated][model]") {
     for (const auto& c : pre_ln_cases()) {
         DYNAMIC_SECTION(c.name) { compare<kModelPreLN>(c); }
+    }
+}
+
+TEST_CASE("emulated CUDA model in bf16 mixed precision stays near the fp32 CPU model", "[emulated][model][bf16]") {
+    for (const auto& c : post_ln_cases()) {
+        DYNAMIC_SECTION(c.name) { compare<kModelPostLN, cuda::bf16>(c); }
+    }
+    for (const auto& c : pre_ln_cases()) {
+        DYNAMIC_SECTION(c.name) { compare<kModelPreLN, cuda::bf16>(c); }
     }
 }
 

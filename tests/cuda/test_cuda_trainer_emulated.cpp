@@ -13,6 +13,7 @@ namespace {
 using namespace memtx;
 using namespace memtx::testcases;
 using EmulatedModel = cuda::DeviceTransformerXL<kTrainerShape, memtx_emulation::Device>;
+using EmulatedMixedModel = cuda::DeviceTransformerXL<kTrainerShape, memtx_emulation::Device, cuda::bf16>;
 
 } // namespace
 
@@ -21,6 +22,13 @@ TEST_CASE("the Trainer runs the emulated CUDA model as it runs the CPU model; ch
     memtx_emulation::Device dev;
     check_trainer_matches_cpu<EmulatedModel>([&dev] { return std::make_unique<EmulatedModel>(dev, trainer_model_options()); });
     CHECK(dev.launches > 0);
+}
+
+TEST_CASE("the Trainer runs the emulated CUDA model in bf16 mixed precision near the fp32 CPU trainer",
+          "[emulated][trainer][bf16]") {
+    memtx_emulation::Device dev;
+    check_trainer_matches_cpu<EmulatedMixedModel>(
+        [&dev] { return std::make_unique<EmulatedMixedModel>(dev, trainer_model_options()); }, /*cross_backend=*/false);
 }
 
 TEST_CASE("the Trainer refuses what the CUDA model cannot do (emulated)", "[emulated][trainer][bad-input]") {

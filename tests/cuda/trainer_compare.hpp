@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <string>
+#include <type_traits>
 #include <unistd.h>
 #include <vector>
 
@@ -47,9 +48,24 @@ TrainerRun device_trainer_run(MakeModel& make_model, const TrainerConfig& config
     return run_trainer(*model, trainer, until);
 }
 
+// Relative differences allowed against the fp32 CPU trainer: fp32 agrees to rounding; bf16 mixed
+// precision (bf16 activations and weight copies) to its rounding — its parameter updates differ
+// most (Adam's normalised step turns small gradient differences into larger update ones).
+// Measured on the emulation: docs/gpu.md.
+struct TrainerTolerance {
+    double loss, grad_norm, valid, update;
+};
+template <class Act>
+inline constexpr TrainerTolerance kTrainerTolerance{1e-4, 1e-4, 1e-4, 1e-3};
+template <>
+inline constexpr TrainerTolerance kTrainerTolerance<cuda::bf16>{3e-3, 3e-2, 3e-3, 1e-1};
+
+// cross_backend: also resume the CPU from the device's checkpoint and the device from the CPU's.
 template <class Model, class MakeModel>
-void check_trainer_matches_cpu(MakeModel make_model) {
+void check_trainer_matches_cpu(MakeModel make_model, bool cross_backend = true) {
     constexpr long long kSteps = 6, kHalf = 3;
+    constexpr TrainerTolerance tol = kTrainerTolerance<typename Model::Activation>;
+    const char* precision = std::is_same_v<typename Model::Activation, float> ? "fp32" : "bf16";
     const Corpus corpus = trainer_corpus();
     ScratchDir from_device("from_device"), own("own"), from_cpu("from_cpu");
 
@@ -70,7 +86,8 @@ void check_trainer_matches_cpu(MakeModel make_model) {
         return c;
     };
     // the CPU trainer resumes from the device's checkpoint
-    const TrainerRun cpu_from_device = testref::trainer_cpu(resume_config(from_device.path), kSteps);
+    TrainerRun cpu_from_device;
+    if (cross_backend) cpu_from_device = testref::trainer_cpu(resume_config(from_device.path), kSteps);
     const TrainerRun rest = run_trainer(*model, trainer, kSteps);
     dev.losses.insert(dev.losses.end(), rest.losses.begin(), rest.losses.end());
     dev.grad_norms.insert(dev.grad_norms.end(), rest.grad_norms.begin(), rest.grad_norms.end());
@@ -93,20 +110,24 @@ void check_trainer_matches_cpu(MakeModel make_model) {
         du_cpu[i] = cpu.params[i] - init[i];
     }
     const double update_err = max_relative_error(du_dev, du_cpu, du_cpu.size());
-    std::printf("[trainer] %lld steps vs CPU: loss %.2e, grad norm %.2e, validation %.2e, parameter updates %.2e (relative)\n",
-                kSteps, loss_err, norm_err, valid_err, update_err);
-    CHECK(loss_err <= 1e-4);
-    CHECK(norm_err <= 1e-4);
+    std::printf("[trainer %s] %lld steps vs CPU: loss %.2e, grad norm %.2e, validation %.2e, parameter updates %.2e (relative)\n",
+                precision, kSteps, loss_err, norm_err, valid_err, update_err);
+    CHECK(loss_err <= tol.loss);
+    CHECK(norm_err <= tol.grad_norm);
     REQUIRE(dev.valid_losses.size() == cpu.valid_losses.size());
-    CHECK(valid_err <= 1e-4);
-    CHECK(update_err <= 1e-3);
+    CHECK(valid_err <= tol.valid);
+    CHECK(update_err <= tol.update);
+    // training moved the loss well beyond the tolerance, so a device that does not train fails
+    CHECK(std::abs(cpu.losses.back() - cpu.losses.front()) > 10 * tol.loss * cpu.losses.front());
 
     // the CPU trainer resumed from the device's step-3 checkpoint continues as the device did
-    REQUIRE(cpu_from_device.losses.size() == kSteps - kHalf);
-    const double cross_err = worst_relative(cpu_from_device.losses, dev.losses, kHalf);
-    std::printf("[trainer] CPU resumed from the device checkpoint: loss %.2e (relative)\n", cross_err);
-    CHECK(cross_err <= 1e-4);
-    CHECK(cpu_from_device.skipped == std::vector<std::uint64_t>(dev.skipped.begin() + kHalf, dev.skipped.end()));
+    if (cross_backend) {
+        REQUIRE(cpu_from_device.losses.size() == kSteps - kHalf);
+        const double cross_err = worst_relative(cpu_from_device.losses, dev.losses, kHalf);
+        std::printf("[trainer %s] CPU resumed from the device checkpoint: loss %.2e (relative)\n", precision, cross_err);
+        CHECK(cross_err <= tol.loss);
+        CHECK(cpu_from_device.skipped == std::vector<std::uint64_t>(dev.skipped.begin() + kHalf, dev.skipped.end()));
+    }
 
     // the device resumed from its own checkpoint: bit for bit what it computed without stopping
     const TrainerRun self = device_trainer_run<Model>(make_model, resume_config(own.path), kSteps);
@@ -117,13 +138,14 @@ void check_trainer_matches_cpu(MakeModel make_model) {
     }
     CHECK(self.params == dev.params);
 
+    if (!cross_backend) return;
     // the device resumed from a CPU checkpoint continues as the CPU did
     testref::trainer_cpu(trainer_config(from_cpu.path, kSteps), kHalf);
     const TrainerRun device_from_cpu = device_trainer_run<Model>(make_model, resume_config(from_cpu.path), kSteps);
     REQUIRE(device_from_cpu.losses.size() == kSteps - kHalf);
     const double back_err = worst_relative(device_from_cpu.losses, cpu.losses, kHalf);
-    std::printf("[trainer] device resumed from a CPU checkpoint: loss %.2e (relative)\n", back_err);
-    CHECK(back_err <= 1e-4);
+    std::printf("[trainer %s] device resumed from a CPU checkpoint: loss %.2e (relative)\n", precision, back_err);
+    CHECK(back_err <= tol.loss);
 }
 
 } // namespace memtx::testcases

@@ -42,19 +42,21 @@ struct Device {
 
     Launcher launcher() { return Launcher{&launches}; }
 
-    // Row-major C (m, n) = alpha op(A) op(B) + beta C, accumulated in double.
-    void gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* A, int lda, const float* B, int ldb, float beta,
-              float* C, int ldc) {
+    // Row-major C (m, n) = alpha op(A) op(B) + beta C, accumulated in double; fp32 or bf16
+    // operands (read as float), C rounded to its type once, as cuBLAS stores it.
+    template <class TA, class TB, class TC>
+    void gemm(bool ta, bool tb, int m, int n, int k, float alpha, const TA* A, int lda, const TB* B, int ldb, float beta, TC* C,
+              int ldc) {
         for (int i = 0; i < m; ++i)
             for (int j = 0; j < n; ++j) {
                 double acc = 0;
                 for (int p = 0; p < k; ++p) {
-                    const float a = ta ? A[static_cast<std::size_t>(p) * lda + i] : A[static_cast<std::size_t>(i) * lda + p];
-                    const float b = tb ? B[static_cast<std::size_t>(j) * ldb + p] : B[static_cast<std::size_t>(p) * ldb + j];
+                    const float a = static_cast<float>(ta ? A[static_cast<std::size_t>(p) * lda + i] : A[static_cast<std::size_t>(i) * lda + p]);
+                    const float b = static_cast<float>(tb ? B[static_cast<std::size_t>(j) * ldb + p] : B[static_cast<std::size_t>(p) * ldb + j]);
                     acc += static_cast<double>(a) * b;
                 }
-                float& c = C[static_cast<std::size_t>(i) * ldc + j];
-                c = static_cast<float>(alpha * acc + (beta != 0.0f ? static_cast<double>(beta) * c : 0.0));
+                TC& c = C[static_cast<std::size_t>(i) * ldc + j];
+                c = static_cast<TC>(static_cast<float>(alpha * acc + (beta != 0.0f ? static_cast<double>(beta) * static_cast<float>(c) : 0.0)));
             }
     }
     void copy_2d(void* dst, std::size_t dpitch, const void* src, std::size_t spitch, std::size_t width, std::size_t rows) {
@@ -72,12 +74,13 @@ struct Device {
     }
     // g_emb[x[i]] += dh[i] * scale, tokens in order (the CUDA path sorts with CUB, which the
     // emulation cannot run; its order is the same: each row adds its tokens in token order).
-    void embedding_backward(float* g_emb, const float* dh, const std::int32_t* x, int n, int vocab, int d, float scale, void*,
+    template <class T>
+    void embedding_backward(float* g_emb, const T* dh, const std::int32_t* x, int n, int vocab, int d, float scale, void*,
                             std::size_t) {
         for (int i = 0; i < n; ++i) {
             if (x[i] < 0 || x[i] >= vocab) continue;
             for (int c = 0; c < d; ++c)
-                g_emb[static_cast<std::size_t>(x[i]) * d + c] += dh[static_cast<std::size_t>(i) * d + c] * scale;
+                g_emb[static_cast<std::size_t>(x[i]) * d + c] += static_cast<float>(dh[static_cast<std::size_t>(i) * d + c]) * scale;
         }
     }
     std::size_t embedding_backward_workspace_bytes(int) const { return 0; }

@@ -1,5 +1,5 @@
 #pragma once
-// Small kernels of the CUDA model that no op family owns: the residual add and the position
+// Small kernels of the CUDA model that no op family owns: the residual add, conversion and the position
 // table (sinusoids by table row with the dropout mask of each row's distance).
 #include <cuda_runtime.h>
 
@@ -16,6 +16,13 @@ template <class T>
 __global__ void add_inplace_kernel(T* x, const T* y, std::int64_t n) {
     const std::int64_t e = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     if (e < n) x[e] = from_float<T>(to_float(x[e]) + to_float(y[e]));
+}
+
+// dst = src over n elements, converted (the bf16 copy of the fp32 weights in mixed precision).
+template <class From, class To>
+__global__ void convert_kernel(To* dst, const From* src, std::int64_t n) {
+    const std::int64_t e = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (e < n) dst[e] = from_float<To>(to_float(src[e]));
 }
 
 // R (n_rows, D): row k = [sin(d w) | cos(d w)] with d = rel_row_distance(g, k), w_i = 1/10000^(2i/D),

@@ -102,10 +102,11 @@ private:
 };
 
 // One clipped Adam step of a device model (memtx::optimizer_step's device overload): the update
-// runs on the device, the norm is copied back for the caller's report.
+// runs on the device (writing the bf16 weight copy of a mixed-precision model too), the norm is
+// copied back for the caller's report.
 template <class Device, class Model>
 double optimizer_step(DeviceAdam<Device>& adam, Model& model, std::span<const std::uint8_t> frozen = {}) {
-    adam.step(model.parameters(), model.gradients(), frozen);
+    adam.step(model.parameters(), model.gradients(), frozen, model.half_parameters());
     return adam.norm();
 }
 

@@ -1,9 +1,11 @@
 #pragma once
 // Per-layer memory of a device model: the layout of memtx::Memory (layer l, batch row b at
-// (l*B + b) * mem_len * D, rows(l) valid) in device memory, rows and ages on the host. Copies to
-// and from a host Memory give checkpoints and tests the same state on either backend.
+// (l*B + b) * mem_len * D, rows(l) valid) in device memory, rows and ages on the host; elements
+// of the model's activation type T (fp32, or bf16 in mixed precision). Copies to and from a host
+// Memory<float> give checkpoints and tests the same state on either backend.
 #include <algorithm>
 #include <cstddef>
+#include <type_traits>
 #include <vector>
 
 #include "memtx/core/error.hpp"
@@ -11,7 +13,7 @@
 
 namespace memtx::cuda {
 
-template <class Device>
+template <class Device, class T = float>
 class DeviceMemory {
 public:
     DeviceMemory(Device& dev, int n_layer, int batch, int mem_len, int d_model)
@@ -29,8 +31,8 @@ public:
     int rows(int l) const { return rows_[static_cast<std::size_t>(l)]; }
     int age(int l) const { return age_[static_cast<std::size_t>(l)]; }
     void set_age(int l, int a) { age_[static_cast<std::size_t>(l)] = a; }
-    float* data(int l, int b) { return data_.data() + offset(l, b); }
-    const float* data(int l, int b) const { return data_.data() + offset(l, b); }
+    T* data(int l, int b) { return data_.data() + offset(l, b); }
+    const T* data(int l, int b) const { return data_.data() + offset(l, b); }
 
     void reset() {
         std::fill(rows_.begin(), rows_.end(), 0);
@@ -38,9 +40,9 @@ public:
     }
 
     // New memory of layer l = last mem_len rows of concat (per batch row k_len rows apart).
-    void write(int l, const float* concat, int k_len) {
+    void write(int l, const T* concat, int k_len) {
         const int keep = std::min(mem_len_, k_len);
-        const std::size_t row_bytes = static_cast<std::size_t>(d_model_) * sizeof(float);
+        const std::size_t row_bytes = static_cast<std::size_t>(d_model_) * sizeof(T);
         if (keep > 0)
             dev_->copy_2d(data(l, 0), static_cast<std::size_t>(mem_len_) * row_bytes,
                           concat + static_cast<std::size_t>(k_len - keep) * d_model_, static_cast<std::size_t>(k_len) * row_bytes,
@@ -49,10 +51,17 @@ public:
         age_[static_cast<std::size_t>(l)] = 1;
     }
 
-    // Same state as a host Memory (shapes must match).
+    // Same state as a host Memory (shapes must match; bf16 elements round to nearest).
     void upload(const Memory<float>& host) {
         check_same(host);
-        dev_->upload(data_.data(), host.data(0, 0), data_.size() * sizeof(float));
+        if constexpr (std::is_same_v<T, float>) {
+            dev_->upload(data_.data(), host.data(0, 0), data_.size() * sizeof(float));
+        } else {
+            std::vector<T> staged(data_.size());
+            const float* src = host.data(0, 0);
+            for (std::size_t i = 0; i < staged.size(); ++i) staged[i] = static_cast<T>(src[i]);
+            dev_->upload(data_.data(), staged.data(), staged.size() * sizeof(T));
+        }
         for (int l = 0; l < n_layer_; ++l) {
             rows_[static_cast<std::size_t>(l)] = host.rows(l);
             age_[static_cast<std::size_t>(l)] = host.age(l);
@@ -60,7 +69,14 @@ public:
     }
     void download(Memory<float>& host) const {
         check_same(host);
-        dev_->download(host.data(0, 0), data_.data(), data_.size() * sizeof(float));
+        if constexpr (std::is_same_v<T, float>) {
+            dev_->download(host.data(0, 0), data_.data(), data_.size() * sizeof(float));
+        } else {
+            std::vector<T> staged(data_.size());
+            dev_->download(staged.data(), data_.data(), staged.size() * sizeof(T));
+            float* dst = host.data(0, 0);
+            for (std::size_t i = 0; i < staged.size(); ++i) dst[i] = static_cast<float>(staged[i]);
+        }
         for (int l = 0; l < n_layer_; ++l) {
             host.set_rows(l, rows(l));
             host.set_age(l, age(l));
@@ -77,20 +93,20 @@ private:
 
     Device* dev_;
     int n_layer_, batch_, mem_len_, d_model_;
-    typename Device::template Buffer<float> data_;
+    typename Device::template Buffer<T> data_;
     std::vector<int> rows_, age_;
 };
 
 // A host copy of a device memory, and back (checkpoints: the overloads of memtx::host_memory and
 // memtx::assign_memory for device memory, found by argument-dependent lookup).
-template <class Device>
-Memory<float> host_memory(const DeviceMemory<Device>& m) {
+template <class Device, class T>
+Memory<float> host_memory(const DeviceMemory<Device, T>& m) {
     Memory<float> host(m.n_layer(), m.batch(), m.mem_len(), m.d_model());
     m.download(host);
     return host;
 }
-template <class Device>
-void assign_memory(DeviceMemory<Device>& m, Memory<float>&& host) {
+template <class Device, class T>
+void assign_memory(DeviceMemory<Device, T>& m, Memory<float>&& host) {
     m.upload(host);
 }
 
