@@ -2,6 +2,7 @@
 //   copy            device-to-device copy of the gathered bytes: the bandwidth ceiling
 //   gather          head-permuted K/V gather (GB/s counts bytes read + written)
 //   attention       fused forward+backward vs the unfused cuBLAS + row-softmax path, fp32 and bf16
+//                   (bf16 fused: the tensor-core kernels; fused_out_fp32 adds the forward's fp32 O)
 //   cross_head      no permutation vs fused head map vs explicit gather + attention + scatter
 // TFLOP/s counts 18*B*H*Q*K*Dh per forward+backward (forward AC, BD over K distances, PV:
 // 6*B*H*Q*K*Dh; backward dV, dP, dK, dq from AC and BD, dR: twice that), causal masking not
@@ -186,10 +187,14 @@ void bench_gather(benchmark::State& state, const cuda::Context& ctx, Shape s) {
     state.counters["GB/s"] = benchmark::Counter(bytes * state.iterations() / 1e9, benchmark::Counter::kIsRate);
 }
 
+// with_out_fp32: the forward also writes O in fp32 for the backward's delta (the bf16 tensor-core
+// forward then takes P.V as three bf16 terms; see docs/gpu.md).
 template <class T>
-void bench_attention(benchmark::State& state, const cuda::Context& ctx, Shape s, bool unfused) {
+void bench_attention(benchmark::State& state, const cuda::Context& ctx, Shape s, bool unfused, bool with_out_fp32 = false) {
     AttentionProblem<T> p(s, ctx);
     auto f = p.forward_params(false, false);
+    cuda::DeviceBuffer<float> out32(with_out_fp32 ? p.out.size() : 0);
+    if (with_out_fp32) f.out_fp32 = out32.data();
     auto g = p.backward_params(f, false);
     std::unique_ptr<cuda::UnfusedRelAttention<T>> base;
     if (unfused) base = std::make_unique<cuda::UnfusedRelAttention<T>>(ctx, s.B, s.H, s.Dh, p.geo, p.ND, std::span<const int>{});
@@ -264,6 +269,8 @@ void register_all(const cuda::Context* ctx) {
         reg("attention/bf16/" + kind + "/" + shape_name(enwik8_base),
             [=](benchmark::State& st) { bench_attention<bf16>(st, *ctx, enwik8_base, unfused); });
     }
+    reg("attention/bf16/fused_out_fp32/" + shape_name(enwik8_base),
+        [=](benchmark::State& st) { bench_attention<bf16>(st, *ctx, enwik8_base, false, true); });
     for (const Shape& s : shapes)
         for (const Mode m : {Mode::identity, Mode::fused_map, Mode::gather}) {
             const char* mode = m == Mode::identity ? "none" : m == Mode::fused_map ? "fused_map" : "gather";

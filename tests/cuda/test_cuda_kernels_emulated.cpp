@@ -4,6 +4,7 @@
 #include "../emulation/emulated_device.hpp"
 // (kernel headers after the emulation header)
 #include "memtx/cuda/kernels/head_gather.cuh"
+#include "memtx/cuda/kernels/mma.cuh"
 #include "memtx/cuda/rel_attention_launch.hpp"
 
 #include <catch2/catch.hpp>
@@ -33,8 +34,11 @@ std::vector<double> from_ts(const std::vector<T>& x) {
     return y;
 }
 
+// with_out_fp32 (bf16 only): the forward also writes O in fp32, which the backward's delta reads.
+// smem_limit: the launch templates' shared-memory limit (0: bf16 runs the SIMT kernels too).
 template <class T>
-testref::AttentionResult attention_emulated(const testref::AttentionProblem& pr, const std::vector<double>& dout) {
+testref::AttentionResult attention_emulated(const testref::AttentionProblem& pr, const std::vector<double>& dout,
+                                            bool with_out_fp32 = true, std::size_t smem_limit = cuda::kNoSmemLimit) {
     const int B = pr.batch, H = pr.n_head, Dh = pr.d_head, HD = H * Dh, Q = pr.geo.q_len;
     auto q = to_ts<T>(pr.q), k = to_ts<T>(pr.k), v = to_ts<T>(pr.v), r = to_ts<T>(pr.r), u = to_ts<T>(pr.u),
          vb = to_ts<T>(pr.vb), dO = to_ts<T>(dout);
@@ -43,7 +47,7 @@ testref::AttentionResult attention_emulated(const testref::AttentionProblem& pr,
         dr(r.size(), nan);
     std::vector<float> lse(static_cast<std::size_t>(B) * H * Q, NAN), du(HD, 0.0f), dvb(HD, 0.0f),
         ws(cuda::rel_attention_backward_workspace_floats(B, H, Q, pr.n_dist, Dh), NAN),
-        out32(std::is_same_v<T, float> ? 0 : out.size(), NAN);
+        out32(std::is_same_v<T, float> || !with_out_fp32 ? 0 : out.size(), NAN);
 
     const auto g = attention_kernel_params<T>(
         pr, {q.data(), k.data(), v.data(), r.data(), u.data(), vb.data(), dO.data(), out.data(), dq.data(), dk.data(), dv.data(),
@@ -52,8 +56,8 @@ testref::AttentionResult attention_emulated(const testref::AttentionProblem& pr,
     const auto& f = g.fwd;
 
     const auto run = [&]<int D>() {
-        cuda::rel_attention_forward_sequence<D, T>(f, memtx_emulation::Launcher{});
-        cuda::rel_attention_backward_sequence<D, T>(g, memtx_emulation::Launcher{});
+        cuda::rel_attention_forward_sequence<D, T>(f, memtx_emulation::Launcher{}, smem_limit);
+        cuda::rel_attention_backward_sequence<D, T>(g, memtx_emulation::Launcher{}, smem_limit);
     };
     if (Dh == 32) run.template operator()<32>();
     else if (Dh == 64) run.template operator()<64>();
@@ -85,7 +89,37 @@ TEST_CASE("emulated CUDA relative attention matches the CPU backend (fp32)", "[e
 
 TEST_CASE("emulated CUDA relative attention in bf16 stays within 2x the rounding of the CPU float result",
           "[emulated][attention][bf16]") {
-    std::uint64_t seed = 500;
+    // the tensor-core kernels, and the SIMT ones (where a device's shared memory would not hold them)
+    for (const std::size_t limit : {cuda::kNoSmemLimit, std::size_t{0}}) {
+        std::uint64_t seed = 500;
+        for (const Case& c : cases()) {
+            DYNAMIC_SECTION(c.name << (limit == 0 ? " (SIMT kernels)" : " (tensor-core kernels)")) {
+                auto pr = make_problem(c, ++seed);
+                for (auto* x : {&pr.q, &pr.k, &pr.v, &pr.r, &pr.u, &pr.vb}) *x = rounded<bf16>(*x);
+                std::mt19937_64 rng(seed + 1000);
+                const auto dout =
+                    rounded<bf16>(random_vector(static_cast<std::size_t>(c.batch) * c.q_len * c.n_head * c.d_head, rng));
+                const auto ref = testref::attention_cpu<double>(pr, dout);
+                const auto cpu_float = testref::attention_cpu<float>(pr, dout);
+                const auto emu = attention_emulated<bf16>(pr, dout, true, limit);
+                const auto a = fields(emu), e = fields(ref), cf = fields(cpu_float);
+                for (std::size_t f = 0; f < a.size(); ++f) {
+                    const auto stored = f >= 5 ? *cf[f] : rounded<bf16>(*cf[f]);
+                    const double bound = std::max(2.0 * relative_error(stored, *e[f]), 1e-6);
+                    const double err = relative_error(*a[f], *e[f]);
+                    INFO(c.name << ": " << names[f] << " relative error " << err << ", bound " << bound);
+                    CHECK(err <= bound);
+                }
+            }
+        }
+    }
+}
+
+// Without the fp32 copy of O the bf16 forward takes P.V in one bf16 term (the tensor-core kernel's
+// cheaper path): O itself must still be within the bound.
+TEST_CASE("emulated CUDA relative attention in bf16 without the fp32 O: forward output within the bound",
+          "[emulated][attention][bf16]") {
+    std::uint64_t seed = 900;
     for (const Case& c : cases()) {
         DYNAMIC_SECTION(c.name) {
             auto pr = make_problem(c, ++seed);
@@ -94,15 +128,11 @@ TEST_CASE("emulated CUDA relative attention in bf16 stays within 2x the rounding
             const auto dout = rounded<bf16>(random_vector(static_cast<std::size_t>(c.batch) * c.q_len * c.n_head * c.d_head, rng));
             const auto ref = testref::attention_cpu<double>(pr, dout);
             const auto cpu_float = testref::attention_cpu<float>(pr, dout);
-            const auto emu = attention_emulated<bf16>(pr, dout);
-            const auto a = fields(emu), e = fields(ref), cf = fields(cpu_float);
-            for (std::size_t f = 0; f < a.size(); ++f) {
-                const auto stored = f >= 5 ? *cf[f] : rounded<bf16>(*cf[f]);
-                const double bound = std::max(2.0 * relative_error(stored, *e[f]), 1e-6);
-                const double err = relative_error(*a[f], *e[f]);
-                INFO(c.name << ": " << names[f] << " relative error " << err << ", bound " << bound);
-                CHECK(err <= bound);
-            }
+            const auto emu = attention_emulated<bf16>(pr, dout, false);
+            const double bound = std::max(2.0 * relative_error(rounded<bf16>(cpu_float.out), ref.out), 1e-6);
+            const double err = relative_error(emu.out, ref.out);
+            INFO(c.name << ": out relative error " << err << ", bound " << bound);
+            CHECK(err <= bound);
         }
     }
 }
@@ -137,5 +167,63 @@ TEST_CASE("emulated head gather and scatter-add match the CPU reference", "[emul
             });
             CHECK(s == expect_src);
         }
+    }
+}
+
+// The MMA wrapper and fragment loads of kernels/mma.cuh against a plain matmul: two warps, each
+// its own D = A B + C (16x16 by 16x8, bf16 inputs, fp32 C), then a second product whose A is the
+// first two 16x8 results packed in place (the P -> A path of the attention kernels).
+TEST_CASE("emulated tensor-core MMA m16n8k16 bf16 matches a plain matmul", "[emulated][mma]") {
+    namespace mk = cuda::kernels::mma;
+    constexpr int warps = 2, LA = 16 + 8, LB = 16 + 8;   // padded rows, as the kernels do
+    std::mt19937_64 rng(77);
+    std::vector<bf16> a(warps * 16 * LA), bt(warps * 16 * LB), b2t(warps * 8 * LB);   // B^T: (n, k)
+    std::vector<float> c(warps * 16 * 16);
+    for (auto* m : {&a, &bt, &b2t})
+        for (auto& x : *m) x = to_storage<bf16>(random_vector(1, rng)[0]);
+    for (auto& x : c) x = static_cast<float>(random_vector(1, rng)[0]);
+    std::vector<float> d(warps * 16 * 16, NAN), e(warps * 16 * 8, NAN);
+
+    memtx_emulation::launch(dim3(1, 1, 1), 32 * warps, [&] {
+        const int w = static_cast<int>(threadIdx.x) / 32, lane = mk::lane_id();
+        mk::FragA fa;
+        mk::load_a(fa, a.data() + w * 16 * LA, LA);
+        mk::FragC acc[2];
+        for (int n = 0; n < 2; ++n) {
+            for (int x = 0; x < 4; ++x)
+                acc[n].x[x] = c[w * 256 + mk::acc_row(lane, x / 2) * 16 + 8 * n + mk::acc_col(lane, x % 2)];
+            mk::FragB fb;
+            mk::load_b(fb, bt.data() + w * 16 * LB + 8 * n * LB, LB);
+            mk::mma_bf16_16816(acc[n], fa, fb);
+            for (int x = 0; x < 4; ++x) d[w * 256 + mk::acc_row(lane, x / 2) * 16 + 8 * n + mk::acc_col(lane, x % 2)] = acc[n].x[x];
+        }
+        mk::FragA pa;
+        mk::a_from_accumulators(pa, acc[0], acc[1]);
+        mk::FragB fb2;
+        mk::load_b(fb2, b2t.data() + w * 8 * LB, LB);
+        mk::FragC out{{0.0f, 0.0f, 0.0f, 0.0f}};
+        mk::mma_bf16_16816(out, pa, fb2);
+        for (int x = 0; x < 4; ++x) e[w * 128 + mk::acc_row(lane, x / 2) * 8 + mk::acc_col(lane, x % 2)] = out.x[x];
+    });
+
+    const auto f = [](bf16 x) { return static_cast<double>(from_storage(x)); };
+    for (int w = 0; w < warps; ++w) {
+        double max_d = 0, max_e = 0;
+        for (int i = 0; i < 16; ++i) {
+            for (int j = 0; j < 16; ++j) {
+                double ref = c[w * 256 + i * 16 + j];
+                for (int k = 0; k < 16; ++k) ref += f(a[w * 16 * LA + i * LA + k]) * f(bt[w * 16 * LB + j * LB + k]);
+                max_d = std::max(max_d, std::abs(d[w * 256 + i * 16 + j] - ref));
+            }
+            for (int j = 0; j < 8; ++j) {
+                double ref = 0;   // A = the first product rounded to bf16
+                for (int k = 0; k < 16; ++k)
+                    ref += from_storage(to_storage<bf16>(d[w * 256 + i * 16 + k])) * f(b2t[w * 8 * LB + j * LB + k]);
+                max_e = std::max(max_e, std::abs(e[w * 128 + i * 8 + j] - ref));
+            }
+        }
+        INFO("warp " << w << ": max |D - ref| " << max_d << ", max |E - ref| " << max_e);
+        CHECK(max_d < 1e-4);
+        CHECK(max_e < 1e-4);
     }
 }

@@ -1,7 +1,7 @@
 // The fused CUDA relative attention (forward and backward) against the CPU backend on the same
 // random inputs and the same Philox dropout decisions: memory or none, clamp_len, same_length,
 // aged (retained) memory, head maps (permutations and non-injective maps), head dims 32/64/128,
-// fp32 and bf16 inputs.
+// fp32 and bf16 inputs (bf16 runs the tensor-core kernels, fp32 the SIMT ones).
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -125,6 +125,13 @@ TEST_CASE("CUDA relative attention in bf16 stays within 2x of the CPU float path
                 std::printf("[bf16] %-50s %-4s rel err %.2e (bound %.2e)\n", c.name, names[f], err, bound);
                 INFO(names[f] << " relative error " << err << ", bound " << bound);
                 CHECK(err <= bound);
+            }
+            // deterministic (the tensor-core kernels too): a second run gives the same bits
+            const auto again = attention_gpu<cuda::bf16>(pr, dout, ctx);
+            const auto b = fields(again.grads);
+            for (std::size_t f = 0; f < a.size(); ++f) {
+                INFO(names[f] << " differs between two runs");
+                CHECK(*a[f] == *b[f]);
             }
         }
     }

@@ -41,6 +41,7 @@ struct Device {
     long launches = 0;
 
     Launcher launcher() { return Launcher{&launches}; }
+    std::size_t shared_memory_per_block() const { return sizeof(memtx::cuda::kernels::smem); }
 
     // Row-major C (m, n) = alpha op(A) op(B) + beta C, accumulated in double; fp32 or bf16
     // operands (read as float), C rounded to its type once, as cuBLAS stores it.

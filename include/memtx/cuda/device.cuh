@@ -28,6 +28,9 @@ public:
 
     const Context& context() const { return *ctx_; }
     detail::StreamLauncher launcher() const { return {ctx_->stream()}; }
+    // Opt-in shared memory per block of the context's device (the attention's tensor-core kernels
+    // fall back to the SIMT ones where theirs does not fit, e.g. Dh 128 backward on an A100).
+    std::size_t shared_memory_per_block() const { return ctx_->properties().sharedMemPerBlockOptin; }
 
     // Row-major C = alpha op(A) op(B) + beta C: fp32 (cublasSgemm, no TF32), or bf16 A and B with
     // fp32 accumulation into a bf16 or fp32 C (cublasGemmEx, tensor cores).

@@ -5,6 +5,8 @@
 //   rel_attention_forward(p, stream)                 O and lse
 //   rel_attention_backward(p, stream)                dq, dk, dv, dr written; du, dvb accumulated
 //   rel_attention_backward_workspace_floats(...)     size of p.workspace
+// bf16 runs the tensor-core kernels where the device's shared memory per block holds them, fp32
+// the SIMT kernels (rel_attention_launch.hpp).
 #include <cuda_runtime.h>
 
 #include "memtx/core/error.hpp"
@@ -28,6 +30,14 @@ void dispatch_head_dim(int d_head, F&& f) {
     }
 }
 
+// The current device's opt-in shared memory per block (what the tensor-core kernels may use).
+inline std::size_t device_smem_optin() {
+    int dev = 0, bytes = 0;
+    MEMTX_CUDA_CHECK(cudaGetDevice(&dev));
+    MEMTX_CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    return static_cast<std::size_t>(bytes);
+}
+
 template <class T>
 void check_params(const RelAttentionForwardParams<T>& p) {
     require(p.batch > 0 && p.n_head > 0 && p.geo.q_len > 0, "CUDA relative attention: empty problem (batch ", p.batch,
@@ -43,14 +53,18 @@ void check_params(const RelAttentionForwardParams<T>& p) {
 template <class T>
 void rel_attention_forward(const RelAttentionForwardParams<T>& p, cudaStream_t stream) {
     detail::check_params(p);
-    detail::dispatch_head_dim(p.d_head, [&]<int Dh>() { rel_attention_forward_sequence<Dh, T>(p, detail::StreamLauncher{stream}); });
+    const std::size_t smem = detail::device_smem_optin();
+    detail::dispatch_head_dim(p.d_head,
+                              [&]<int Dh>() { rel_attention_forward_sequence<Dh, T>(p, detail::StreamLauncher{stream}, smem); });
 }
 
 template <class T>
 void rel_attention_backward(const RelAttentionBackwardParams<T>& p, cudaStream_t stream) {
     detail::check_params(p.fwd);
     require(p.workspace != nullptr, "CUDA relative attention backward: no workspace");
-    detail::dispatch_head_dim(p.fwd.d_head, [&]<int Dh>() { rel_attention_backward_sequence<Dh, T>(p, detail::StreamLauncher{stream}); });
+    const std::size_t smem = detail::device_smem_optin();
+    detail::dispatch_head_dim(p.fwd.d_head,
+                              [&]<int Dh>() { rel_attention_backward_sequence<Dh, T>(p, detail::StreamLauncher{stream}, smem); });
 }
 
 } // namespace memtx::cuda

@@ -23,8 +23,10 @@ struct AdamOptions {
     double clip = 0.25;   // global gradient norm; <= 0: no clipping
 };
 
+inline void validate_lr(double lr) { require(lr >= 0 && std::isfinite(lr), "learning rate must be finite and >= 0, got ", lr); }
+
 inline void validate(const AdamOptions& o) {
-    require(o.lr >= 0 && std::isfinite(o.lr), "learning rate must be finite and >= 0, got ", o.lr);
+    validate_lr(o.lr);
     require(o.beta1 >= 0 && o.beta1 < 1, "beta1 must be in [0, 1), got ", o.beta1);
     require(o.beta2 >= 0 && o.beta2 < 1, "beta2 must be in [0, 1), got ", o.beta2);
     require(o.eps > 0, "eps must be positive, got ", o.eps);
@@ -65,7 +67,7 @@ public:
 
     const AdamOptions& options() const { return options_; }
     void set_lr(double lr) {
-        require(lr >= 0 && std::isfinite(lr), "learning rate must be finite and >= 0, got ", lr);
+        validate_lr(lr);
         options_.lr = lr;
     }
     std::span<Group> groups() { return groups_; }

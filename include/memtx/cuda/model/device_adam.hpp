@@ -45,7 +45,7 @@ public:
 
     const AdamOptions& options() const { return options_; }
     void set_lr(double lr) {
-        require(lr >= 0 && std::isfinite(lr), "learning rate must be finite and >= 0, got ", lr);
+        validate_lr(lr);
         options_.lr = lr;
     }
     std::span<Group> groups() { return groups_; }

@@ -9,14 +9,18 @@
 // Device interface:
 //   template <class U> using Buffer;              owning array: resize(n), data(), size()
 //   launcher()                                     launch(kernel, grid, block, smem_bytes, args...)
-//   gemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)     row-major fp32 (no TF32)
+//   shared_memory_per_block()                      what one block may use (kernels that need more fall back)
+//   gemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)     row-major; fp32 (no TF32), or bf16
+//                                                                  A, B into bf16 / fp32 C
 //   copy_2d(dst, dpitch, src, spitch, width_bytes, rows)           device to device
 //   upload(dst, host_src, bytes), download(host_dst, src, bytes)   the download waits
 //   zero(dst, bytes)
-//   embedding_backward(g_emb, dh, x, n, vocab, d, scale, workspace, workspace_bytes)
+//   embedding_backward(g_emb, dh, x, n, vocab, d, scale, workspace, workspace_bytes)   dh fp32 or bf16
 //   embedding_backward_workspace_bytes(n)
-// fp32 activations and parameters; the CPU model's semantics, incl. Skip-Retain (skipped layers,
-// aged memory), head maps, dropout ids, clamp_len and same_length.
+// Act = float: fp32 activations and parameters; Act = bf16: mixed precision (bf16 activations,
+// memory and weight copies; fp32 masters, gradients, normalisation statistics and losses). The
+// CPU model's semantics, incl. Skip-Retain (skipped layers, aged memory), head maps, dropout ids,
+// clamp_len and same_length.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -440,7 +444,7 @@ private:
     }
 
     void rel_attention_forward_sequence_dispatch(const RelAttentionForwardParams<Act>& p) {
-        rel_attention_forward_sequence<Dh, Act>(p, dev_.launcher());
+        rel_attention_forward_sequence<Dh, Act>(p, dev_.launcher(), dev_.shared_memory_per_block());
     }
 
     void backward(const StepOptions& opt) {
@@ -531,7 +535,7 @@ private:
         g.dr_w_bias = gw.r_w_bias;
         g.dr_r_bias = gw.r_r_bias;
         g.workspace = attn_ws_;
-        rel_attention_backward_sequence<Dh, Act>(g, dev_.launcher());
+        rel_attention_backward_sequence<Dh, Act>(g, dev_.launcher(), dev_.shared_memory_per_block());
 
         // projections: r (no gradient to R), k|v over all rows, q over segment rows
         dev_.gemm(true, false, HD, D, d.n_dist, 1.0f, d_r_, HD, R_, D, 1.0f, gw.r_w, D);
