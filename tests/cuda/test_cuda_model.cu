@@ -36,10 +36,10 @@ TEST_CASE("CUDA model matches the CPU model (pre-LN, untied)", "[cuda][model]") 
 
 TEST_CASE("CUDA model in bf16 mixed precision stays near the fp32 CPU model", "[cuda][model][bf16]") {
     for (const auto& c : post_ln_cases()) {
-        DYNAMIC_SECTION(c.name) { compare<kModelPostLN, cuda::bf16>(c); }
+        DYNAMIC_SECTION(c.name) { compare<kModelPostLN, memtx::cuda::bf16>(c); }
     }
     for (const auto& c : pre_ln_cases()) {
-        DYNAMIC_SECTION(c.name) { compare<kModelPreLN, cuda::bf16>(c); }
+        DYNAMIC_SECTION(c.name) { compare<kModelPreLN, memtx::cuda::bf16>(c); }
     }
 }
 

@@ -12,7 +12,7 @@ namespace {
 using namespace memtx;
 using namespace memtx::testcases;
 using CudaModel = TransformerXL<kTrainerShape, Cuda>;
-using CudaMixedModel = TransformerXL<kTrainerShape, Cuda, cuda::bf16>;
+using CudaMixedModel = TransformerXL<kTrainerShape, Cuda, memtx::cuda::bf16>;
 
 } // namespace
 
