@@ -568,7 +568,7 @@ __global__ void __launch_bounds__(RelAttentionMmaTile<Dh>::kThreads, 1)
 
     const RelAttentionForwardParams<bf16>& f = p.fwd;
     const RelAttentionGeometry& g = f.geo;
-    const int h = blockIdx.y, b = blockIdx.z, H = f.n_head, Q = g.q_len, K = g.k_len(), M = g.mem_rows;
+    const int h = blockIdx.y, b = blockIdx.z, H = f.n_head, Q = g.q_len, K = g.k_len();
     const int s = f.head_map ? f.head_map[h] : h;
     const int d0 = blockIdx.x * BK;
     const int warp = threadIdx.x / 32, lane = mma::lane_id(), wr0 = 16 * warp;
@@ -599,13 +599,10 @@ __global__ void __launch_bounds__(RelAttentionMmaTile<Dh>::kThreads, 1)
     for (int i0 = 0; i0 < Q; i0 += BQ) {
         const int rows = min(BQ, Q - i0);
         for (int run = 0; run < 2; ++run) {
-            const int lo = run == 0 ? 0 : M, hi = run == 0 ? M : K;
-            const int shift = run == 0 ? mem_shift : 0;
-            const int base = (run == 0 ? M + g.mem_offset : M) - shift;   // key j = base + i - row
-            // rows below the run's clamped row are reached by exact distances
-            const int d_limit = g.clamp_len > 0 ? g.clamp_len - shift : f.n_dist;
-            const int jb0 = base + i0 - (d0 + BK - 1);   // key of band row 0
-            if (d0 >= d_limit || lo >= hi || jb0 + BAND <= lo || jb0 >= hi) continue;   // block-uniform
+            const DistanceRun dist_run = distance_run(g, run, f.n_dist);
+            const int lo = dist_run.lo, hi = dist_run.hi, base = dist_run.base, d_limit = dist_run.d_limit;
+            const int jb0 = dist_run.band_key(i0, d0, BK);   // key of band row 0
+            if (dist_run.misses(d0, jb0, BAND)) continue;   // block-uniform
             __syncthreads();   // the previous tile's reads are done
             const bf16* q_b = f.q + (static_cast<std::int64_t>(b) * Q + i0) * f.ld_q + h * Dh;
             load_rows_bf16<Dh, BQ, NT>(qs, q_b, f.ld_q, TileRow{0, rows});

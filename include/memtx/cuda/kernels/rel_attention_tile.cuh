@@ -135,6 +135,23 @@ MEMTX_HD KeyRun key_tile(const RelAttentionGeometry& g, int tile, int bk) {
 }
 MEMTX_HD int key_tile_count(const RelAttentionGeometry& g, int bk) { return tiles_of(g.mem_rows, bk) + tiles_of(g.q_len, bk); }
 
+// Run `run` of the dR kernels' walk: memory keys [0, M) (their rows shifted into the retained
+// band) or segment keys [M, K). Key j meets table row d of query i where j = base + i - d; rows at
+// or past d_limit are the run's clamped row (or past the table) and come from the far sums.
+struct DistanceRun {
+    int lo, hi, base, d_limit;
+    // key of band row 0 for the distance rows d0..d0+bk-1 and the query tile from i0
+    MEMTX_HD int band_key(int i0, int d0, int bk) const { return base + i0 - (d0 + bk - 1); }
+    // no exact-distance row in the block, or no key of its band in the run (block-uniform)
+    MEMTX_HD bool misses(int d0, int jb0, int band) const { return d0 >= d_limit || lo >= hi || jb0 + band <= lo || jb0 >= hi; }
+};
+MEMTX_HD DistanceRun distance_run(const RelAttentionGeometry& g, int run, int n_dist) {
+    const int M = g.mem_rows, shift = run == 0 ? rel_mem_row_shift(g) : 0;
+    const int d_limit = g.clamp_len > 0 ? g.clamp_len - shift : n_dist;
+    if (run == 0) return {0, M, M + g.mem_offset - shift, d_limit};
+    return {M, g.k_len(), M, d_limit};
+}
+
 // Launch grids (x, y, z) of the tile kernels, shared by the launchers and the host emulation test.
 struct Grid3 {
     int x, y, z;
