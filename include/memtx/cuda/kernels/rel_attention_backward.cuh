@@ -273,8 +273,7 @@ __global__ void __launch_bounds__(RelAttentionTile<Dh>::kThreads)
         const std::int64_t bh = static_cast<std::int64_t>(b) * H + h;
         for (int i0 = 0; i0 < Q; i0 += BQ) {
             const int rows = min(BQ, Q - i0), i_last = i0 + rows - 1;
-            if (g.causal && j0 > g.mem_rows + i_last) continue;                 // every pair causally masked
-            if (g.same_length && j1 - 1 <= i0 - g.same_length_shift) continue;   // every pair out of reach
+            if (query_tile_unseen(g, i0, i_last, j0, j1)) continue;
             __syncthreads();
             load_query_tile<Dh, BQ, NT>(qu, qv, f.q + (static_cast<std::int64_t>(b) * Q + i0) * f.ld_q + h * Dh, f.ld_q,
                                         rows, f.r_w_bias + h * Dh, f.r_r_bias + h * Dh);

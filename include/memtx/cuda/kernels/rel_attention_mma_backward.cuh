@@ -392,8 +392,7 @@ __global__ void __launch_bounds__(RelAttentionMmaTile<Dh>::kThreads, 1)
         const std::int64_t bh = static_cast<std::int64_t>(b) * H + h;
         for (int i0 = 0; i0 < Q; i0 += BQ) {
             const int rows = min(BQ, Q - i0), i_last = i0 + rows - 1;
-            if (g.causal && j0 > g.mem_rows + i_last) continue;                 // every pair causally masked
-            if (g.same_length && j1 - 1 <= i0 - g.same_length_shift) continue;   // every pair out of reach
+            if (query_tile_unseen(g, i0, i_last, j0, j1)) continue;
             __syncthreads();   // the previous tile's reads are done
             const bf16* q_b = f.q + (static_cast<std::int64_t>(b) * Q + i0) * f.ld_q + h * Dh;
             const bf16* do_b = p.dout + (static_cast<std::int64_t>(b) * Q + i0) * p.ld_dout + h * Dh;

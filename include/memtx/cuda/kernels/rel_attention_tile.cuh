@@ -135,6 +135,12 @@ MEMTX_HD KeyRun key_tile(const RelAttentionGeometry& g, int tile, int bk) {
 }
 MEMTX_HD int key_tile_count(const RelAttentionGeometry& g, int bk) { return tiles_of(g.mem_rows, bk) + tiles_of(g.q_len, bk); }
 
+// No (query, key) pair of query rows [i0, i_last] and keys [j0, j1) is visible: every pair is
+// causally masked or out of same_length's reach (the dk/dv kernels skip such query tiles).
+MEMTX_HD bool query_tile_unseen(const RelAttentionGeometry& g, int i0, int i_last, int j0, int j1) {
+    return (g.causal && j0 > g.mem_rows + i_last) || (g.same_length && j1 - 1 <= i0 - g.same_length_shift);
+}
+
 // Run `run` of the dR kernels' walk: memory keys [0, M) (their rows shifted into the retained
 // band) or segment keys [M, K). Key j meets table row d of query i where j = base + i - d; rows at
 // or past d_limit are the run's clamped row (or past the table) and come from the far sums.
