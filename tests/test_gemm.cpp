@@ -2,6 +2,7 @@
 // operands, beta 0 and 1, shapes that take the threaded and the single-thread paths.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <tuple>
 
 #include <memtx/cpu/eigen.hpp>
@@ -35,7 +36,39 @@ void check_gemm(double tol) {
                     for (int r = 0; r < m; ++r) REQUIRE(C[static_cast<std::size_t>(r) * ldc + n] == T(c0[static_cast<std::size_t>(r) * ldc + n]));
                 }
 }
+
+// beta 0 with a bias row: every row of C starts from it; k = 0 leaves exactly the bias.
+template <class T>
+void check_gemm_row_init(double tol) {
+    using memtx::cpu::cmat;
+    using memtx::cpu::RowMatrix;
+    const gradcheck::GemmBuffers<T> gb;
+    for (int ta = 0; ta < 2; ++ta)
+        for (int tb = 0; tb < 2; ++tb)
+            for (auto [m, n, k] : {std::tuple{5, 3, 0}, {13, 33, 9}, {300, 70, 600}, {40, 2100, 20}}) {
+                INFO("trans_a " << ta << " trans_b " << tb << " m " << m << " n " << n << " k " << k);
+                const int lda = (ta ? m : k) + 1, ldb = (tb ? k : n) + 2, ldc = n + 1;
+                const auto a = gradcheck::random_values(static_cast<std::size_t>(std::max(ta ? k : m, 1)) * lda, 4);
+                const auto b = gradcheck::random_values(static_cast<std::size_t>(std::max(tb ? n : k, 1)) * ldb, 5);
+                const auto bias = gradcheck::random_values(static_cast<std::size_t>(n), 6);
+                std::vector<T> A(a.begin(), a.end()), B(b.begin(), b.end()), Bias(bias.begin(), bias.end());
+                std::vector<T> C(static_cast<std::size_t>(m) * ldc, T(7));   // stale values must not leak in
+                RowMatrix<T> ref = RowMatrix<T>::Zero(m, n);
+                if (k > 0) {
+                    const RowMatrix<T> opA = ta ? RowMatrix<T>(cmat(A.data(), k, m, lda).transpose()) : RowMatrix<T>(cmat(A.data(), m, k, lda));
+                    const RowMatrix<T> opB = tb ? RowMatrix<T>(cmat(B.data(), n, k, ldb).transpose()) : RowMatrix<T>(cmat(B.data(), k, n, ldb));
+                    ref = T(-1.5) * opA * opB;
+                }
+                ref.rowwise() += Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(Bias.data(), n);
+                memtx::cpu::gemm(gb.scratch, ta != 0, tb != 0, m, n, k, T(-1.5), A.data(), lda, B.data(), ldb, T(0), C.data(), ldc,
+                                 Bias.data());
+                CHECK((cmat(C.data(), m, n, ldc) - ref).norm() / ref.norm() < tol);
+                for (int r = 0; r < m; ++r) REQUIRE(C[static_cast<std::size_t>(r) * ldc + n] == T(7));
+            }
+}
 } // namespace
 
 TEST_CASE("gemm matches Eigen's product (double)", "[gemm]") { check_gemm<double>(1e-13); }
 TEST_CASE("gemm matches Eigen's product (float)", "[gemm]") { check_gemm<float>(1e-5); }
+TEST_CASE("gemm starts rows from a bias row (double)", "[gemm]") { check_gemm_row_init<double>(1e-13); }
+TEST_CASE("gemm starts rows from a bias row (float)", "[gemm]") { check_gemm_row_init<float>(1e-5); }

@@ -1,7 +1,8 @@
 #pragma once
-// Row-major GEMM on Eigen's packing and micro-kernels, with the packing buffers handed in from
-// the model's planned workspace, so a training step allocates nothing (Eigen's own product
-// path allocates its blocking buffers on every call). Threads split the rows of C; inside an
+// Row-major GEMM with the packing buffers handed in from the model's planned workspace, so a
+// training step allocates nothing (Eigen's own product path allocates its blocking buffers on
+// every call). float on an AVX-512 machine runs our own kernel (sgemm_avx512.hpp); double, and
+// float without AVX-512, run Eigen's packing and micro-kernels. Threads split the rows of C; inside an
 // OpenMP parallel region (attention's per-head tasks) the calling thread runs it alone.
 //
 //   C (m,n) = alpha * op(A) (m,k) * op(B) (k,n) + beta * C,  beta in {0, 1}
@@ -11,6 +12,9 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
+
+#include "sgemm_avx512.hpp"
 
 namespace memtx::cpu {
 
@@ -22,7 +26,13 @@ struct GemmScratch {
 
     // Blocking caps (kc, mc, nc) that bound the buffers; Eigen's heuristic picks within them.
     static constexpr Eigen::Index kMaxKc = 512, kMaxMc = 1008, kMaxNc = 2048;
-    static constexpr std::size_t per_thread() { return static_cast<std::size_t>(kMaxKc) * (kMaxMc + kMaxNc) + 64; }
+    static constexpr std::size_t per_thread() {
+        std::size_t eigen = static_cast<std::size_t>(kMaxKc) * (kMaxMc + kMaxNc) + 64;
+#ifdef MEMTX_SGEMM_AVX512
+        if (std::is_same_v<T, float>) eigen = std::max(eigen, avx512::packing_floats() + 64);
+#endif
+        return eigen;
+    }
     // Eigen's kernels load packed panels with aligned loads: 64-byte aligned (slack included).
     T* of_thread(int t) const {
         const auto p = reinterpret_cast<std::uintptr_t>(buffers + static_cast<std::size_t>(t) * per_thread());
@@ -64,6 +74,15 @@ void gemm_rows(bool ta, bool tb, Eigen::Index r0, Eigen::Index r1, Eigen::Index 
                const T* row_init) {
     if (r1 <= r0 || n == 0) return;
     T* c = C + r0 * ldc;
+#ifdef MEMTX_SGEMM_AVX512
+    if constexpr (std::is_same_v<T, float>) {
+        if (k > 0) {
+            avx512::sgemm(ta, tb, r1 - r0, n, k, alpha, ta ? A + r0 : A + r0 * lda, lda, B, ldb, beta != T(0), c, ldc,
+                          row_init, buffer);
+            return;
+        }
+    }
+#endif
     if (beta == T(0)) {   // the kernel accumulates: start from zeros, or from the bias row
         if (row_init)
             for (Eigen::Index r = 0; r < r1 - r0; ++r) std::copy_n(row_init, n, c + r * ldc);
