@@ -1,8 +1,11 @@
 // Single-precision GEMM rate at the shapes of the training step (Google Benchmark): Eigen's own
-// product (allocates its packing buffers per call) against memtx::cpu::gemm (Eigen's kernels,
-// packing buffers from the workspace). GFLOP/s = 2*m*n*k / time.
+// product against memtx::cpu::gemm (our AVX-512 kernel where the build targets AVX-512, else
+// Eigen's kernels with packing buffers from the workspace), and the machine's FMA peak measured
+// in the same run, so each rate reads as a fraction of it. GFLOP/s = 2*m*n*k / time.
 //   bench_sgemm --benchmark_counters_tabular=true
 #include <benchmark/benchmark.h>
+
+#include <omp.h>
 
 #include <vector>
 
@@ -24,12 +27,21 @@ void set_rate(benchmark::State& state, const Operands& o) {
                                                    benchmark::Counter::kIs1000);
 }
 
-// C = A B^T, the linear layer's forward (W in (out, in) orientation).
+// The products of a linear layer (range(4)): 0 forward C = A B^T (W in (out, in) orientation),
+// 1 input gradient C = A B, 2 weight gradient C = A^T B.
+enum Orientation { kForward = 0, kInputGrad = 1, kWeightGrad = 2 };
+
 void BM_eigen_product(benchmark::State& state) {
     memtx::set_num_threads(static_cast<int>(state.range(3)));
     Operands o(state);
+    using memtx::cpu::cmat;
+    auto c = memtx::cpu::mat(o.c.data(), o.m, o.n);
     for (auto _ : state) {
-        memtx::cpu::mat(o.c.data(), o.m, o.n).noalias() = memtx::cpu::cmat(o.a.data(), o.m, o.k) * memtx::cpu::cmat(o.b.data(), o.n, o.k).transpose();
+        switch (state.range(4)) {
+        case kForward: c.noalias() = cmat(o.a.data(), o.m, o.k) * cmat(o.b.data(), o.n, o.k).transpose(); break;
+        case kInputGrad: c.noalias() = cmat(o.a.data(), o.m, o.k) * cmat(o.b.data(), o.k, o.n); break;
+        default: c.noalias() = cmat(o.a.data(), o.k, o.m).transpose() * cmat(o.b.data(), o.k, o.n); break;
+        }
         benchmark::DoNotOptimize(o.c.data());
     }
     set_rate(state, o);
@@ -41,18 +53,48 @@ void BM_memtx_gemm(benchmark::State& state) {
     Operands o(state);
     std::vector<float> buffers(static_cast<std::size_t>(threads) * memtx::cpu::GemmScratch<float>::per_thread());
     const memtx::cpu::GemmScratch<float> gs{buffers.data(), threads};
+    const auto orientation = state.range(4);
+    const bool ta = orientation == kWeightGrad, tb = orientation == kForward;
     for (auto _ : state) {
-        memtx::cpu::gemm(gs, false, true, o.m, o.n, o.k, 1.0f, o.a.data(), o.k, o.b.data(), o.k, 0.0f, o.c.data(), o.n);
+        memtx::cpu::gemm(gs, ta, tb, o.m, o.n, o.k, 1.0f, o.a.data(), ta ? o.m : o.k, o.b.data(), tb ? o.k : o.n, 0.0f, o.c.data(), o.n);
         benchmark::DoNotOptimize(o.c.data());
     }
     set_rate(state, o);
 }
+
+// The FMA peak: every thread runs 12 independent chains of 16-float multiply-adds (enough to
+// cover the FMA latency on any x86 core); GFLOP/s over all threads.
+void BM_fma_peak(benchmark::State& state) {
+    using v16 = float __attribute__((vector_size(64)));
+    const int threads = static_cast<int>(state.range(0));
+    constexpr long kIters = 1L << 22;
+    for (auto _ : state) {
+        float sink = 0.f;
+#pragma omp parallel num_threads(threads) reduction(+ : sink)
+        {
+            v16 acc[12];
+            for (int i = 0; i < 12; ++i) acc[i] = v16{} + 1.0f + 1e-7f * static_cast<float>(i + omp_get_thread_num());
+            const v16 mul = v16{} + 0.9999999f, add = v16{} + 1e-8f;
+            for (long it = 0; it < kIters; ++it)
+#pragma GCC unroll 12
+                for (int i = 0; i < 12; ++i) acc[i] = acc[i] * mul + add;
+            for (int i = 0; i < 12; ++i) sink += acc[i][0];
+        }
+        benchmark::DoNotOptimize(sink);
+    }
+    state.counters["GFLOP/s"] = benchmark::Counter(2.0 * 16 * 12 * static_cast<double>(kIters) * threads,
+                                                   benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+}
 } // namespace
 
-// (m, n, k, threads): FFN in/out, k|v projection, weight gradients, attention-sized.
-#define MEMTX_GEMM_SHAPES                                                                                             \
-    ->Args({1024, 1024, 256, 1})->Args({1024, 1024, 256, 2})->Args({2048, 512, 256, 2})->Args({1024, 256, 1024, 2}) \
-        ->Args({256, 1024, 1024, 2})->Args({128, 256, 64, 1})->UseRealTime()
+// (m, n, k, threads, orientation) at the step's shapes (1024 token rows, d_model 256, d_inner
+// 1024): FFN in, k|v projection, FFN out, the FFN's input and weight gradients, attention-sized.
+#define MEMTX_GEMM_SHAPES                                                                                      \
+    ->Args({1024, 1024, 256, 1, kForward})->Args({1024, 1024, 256, 2, kForward})->Args({2048, 512, 256, 2, kForward}) \
+        ->Args({1024, 256, 1024, 2, kForward})->Args({1024, 256, 1024, 2, kInputGrad})                            \
+        ->Args({256, 1024, 1024, 2, kWeightGrad})->Args({1024, 256, 1024, 2, kWeightGrad})                        \
+        ->Args({128, 256, 64, 1, kForward})->UseRealTime()
+BENCHMARK(BM_fma_peak)->Arg(1)->Arg(2)->UseRealTime();
 BENCHMARK(BM_eigen_product) MEMTX_GEMM_SHAPES;
 BENCHMARK(BM_memtx_gemm) MEMTX_GEMM_SHAPES;
 BENCHMARK_MAIN();
