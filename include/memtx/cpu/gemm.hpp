@@ -2,8 +2,8 @@
 // Row-major GEMM with the packing buffers handed in from the model's planned workspace, so a
 // training step allocates nothing (Eigen's own product path allocates its blocking buffers on
 // every call). float on an AVX-512 machine runs our own kernel (sgemm_avx512.hpp); double, and
-// float without AVX-512, run Eigen's packing and micro-kernels. Threads split the rows of C; inside an
-// OpenMP parallel region (attention's per-head tasks) the calling thread runs it alone.
+// float without AVX-512, run Eigen's packing and micro-kernels. Threads split the rows of C;
+// inside an OpenMP parallel region (attention's per-head tasks) the calling thread runs it alone.
 //
 //   C (m,n) = alpha * op(A) (m,k) * op(B) (k,n) + beta * C,  beta in {0, 1}
 #include <omp.h>
