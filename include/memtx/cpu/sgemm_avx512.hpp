@@ -1,8 +1,8 @@
 #pragma once
 // Single-precision GEMM for AVX-512: a 12x32 register tile of C, operands packed into panels
 // (BLIS's loop nest). Eigen's float kernel holds a 48x4 tile in 12 accumulators and reaches
-// ~72% of this machine's FMA peak; 24 accumulators and a packed, broadcast-friendly A panel
-// reach ~88% at the training step's shapes (docs/performance.md, "Matrix products").
+// 62-70% of the development machine's FMA peak; 24 accumulators and a packed, broadcast-friendly
+// A panel reach 86-92% at the training step's shapes (docs/performance.md, "Matrix products").
 //
 // Row-major throughout: C (m,n) (+)= alpha op(A) (m,k) op(B) (k,n).
 //   A panel: MR rows of op(A), stored k-major  a[p][i]   (MR floats per p; tail rows zero)
@@ -22,12 +22,15 @@ namespace memtx::cpu::avx512 {
 inline constexpr int kMr = 12;        // rows of the register tile
 inline constexpr int kVecs = 2;       // 16-float vectors per row of the tile
 inline constexpr int kNr = 16 * kVecs;
-inline constexpr std::ptrdiff_t kKc = 512;   // k block: an A micro-panel (24 KiB) stays in L1
-inline constexpr std::ptrdiff_t kMc = 192;   // rows of op(A) packed at a time (384 KiB, L2)
+// Block sizes, measured on Zen 4 (1 MiB L2): k blocks of 512 ran as fast as 256 and faster than
+// 128 (fewer passes over C); an A block (384 KiB) and the B micro-panel in use (64 KiB) share L2.
+inline constexpr std::ptrdiff_t kKc = 512;   // k block
+inline constexpr std::ptrdiff_t kMc = 192;   // rows of op(A) packed at a time
 inline constexpr std::ptrdiff_t kNc = 2048;  // columns of op(B) packed at a time
 
-// Floats of packing space one thread needs (both panels, 64-byte aligned starts).
-inline constexpr std::size_t packing_floats() { return static_cast<std::size_t>(kKc) * (kMc + kNc) + 32; }
+// Floats of packing space one thread needs: the A block, then the B block (whose panels must
+// start 64-byte aligned: the buffer is, and kKc * kMc floats keep it so).
+inline constexpr std::size_t packing_floats() { return static_cast<std::size_t>(kKc) * (kMc + kNc); }
 
 // Lanes [0, count) of a 16-float vector.
 inline __mmask16 lane_mask(int count) {
