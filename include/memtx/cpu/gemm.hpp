@@ -24,16 +24,13 @@ struct GemmScratch {
     T* buffers = nullptr;
     int threads = 0;
 
-    // Blocking caps (kc, mc, nc) that bound the buffers; Eigen's heuristic picks within them.
+    // Blocking caps (kc, mc, nc) that bound Eigen's buffers; its heuristic picks within them.
     static constexpr Eigen::Index kMaxKc = 512, kMaxMc = 1008, kMaxNc = 2048;
-    static constexpr std::size_t per_thread() {
-        std::size_t eigen = static_cast<std::size_t>(kMaxKc) * (kMaxMc + kMaxNc) + 64;
-#ifdef MEMTX_SGEMM_AVX512
-        if (std::is_same_v<T, float>) eigen = std::max(eigen, avx512::packing_floats() + 64);
-#endif
-        return eigen;
-    }
-    // Eigen's kernels load packed panels with aligned loads: 64-byte aligned (slack included).
+    // The same size in every build: translation units compiled with and without AVX-512 (nvcc's
+    // host code has no -march=native) instantiate the inline GEMM differently, and the linker
+    // keeps one definition, so the buffer must fit both kernels (asserted in gemm_rows).
+    static constexpr std::size_t per_thread() { return static_cast<std::size_t>(kMaxKc) * (kMaxMc + kMaxNc) + 64; }
+    // Both kernels load packed panels with aligned loads: 64-byte aligned (slack included).
     T* of_thread(int t) const {
         const auto p = reinterpret_cast<std::uintptr_t>(buffers + static_cast<std::size_t>(t) * per_thread());
         return reinterpret_cast<T*>((p + 63) & ~std::uintptr_t{63});
@@ -76,6 +73,7 @@ void gemm_rows(bool ta, bool tb, Eigen::Index r0, Eigen::Index r1, Eigen::Index 
     T* c = C + r0 * ldc;
 #ifdef MEMTX_SGEMM_AVX512
     if constexpr (std::is_same_v<T, float>) {
+        static_assert(avx512::packing_floats() + 64 <= GemmScratch<float>::per_thread());
         if (k > 0) {
             avx512::sgemm(ta, tb, r1 - r0, n, k, alpha, ta ? A + r0 : A + r0 * lda, lda, B, ldb, beta != T(0), c, ldc,
                           row_init, buffer);
