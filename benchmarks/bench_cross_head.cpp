@@ -16,7 +16,7 @@
 #include <memtx/core/aligned_vector.hpp>
 #include <memtx/core/philox.hpp>
 #include <memtx/core/threads.hpp>
-#include <memtx/cpu/head_gather.hpp>
+#include "cpu_head_gather.hpp"   // benchmarks/baselines
 #include <memtx/cpu/rel_attention.hpp>
 
 namespace {

@@ -86,14 +86,14 @@ int run(int argc, char** argv) {
         so.step = static_cast<std::uint64_t>(s);
         if (skip_retain) {
             skip.draw(seed, so.step, mask);
-            so.skip = mask.data();
+            so.skip = mask;
         }
         if (beta > 0) {
             for (int l = 0; l < S.n_layer; ++l) {
                 int* m = maps.data() + static_cast<std::size_t>(l) * S.n_head;
                 map_ptrs[l] = cross.draw(seed, so.step, l, std::span<int>(m, S.n_head)) ? m : nullptr;
             }
-            so.head_maps = map_ptrs.data();
+            so.head_maps = map_ptrs;
         }
         const auto t0 = std::chrono::steady_clock::now();
         loss = memtx::train_step(model, opt, x, y, mem, so).loss;

@@ -9,6 +9,7 @@
 #include <omp.h>
 
 #include <memtx/core/philox.hpp>
+#include <memtx/cpu/device.hpp>
 #include <memtx/cpu/gemm.hpp>
 
 namespace gradcheck {
@@ -20,6 +21,21 @@ struct GemmBuffers {
     memtx::cpu::GemmScratch<T> scratch;
     GemmBuffers() : storage(static_cast<std::size_t>(omp_get_max_threads()) * memtx::cpu::GemmScratch<T>::per_thread()) {
         scratch = {storage.data(), omp_get_max_threads()};
+    }
+};
+
+// A CPU device with its op scratch bound for problems up to `caps` (op-level tests).
+template <class T>
+struct BoundCpuDevice {
+    memtx::cpu::CpuDevice<T> dev;
+    memtx::AlignedVector<std::byte> workspace;
+    explicit BoundCpuDevice(memtx::OpCaps caps = {}) {
+        caps.threads = omp_get_max_threads();
+        memtx::Arena counter;
+        dev.bind(counter, caps);
+        workspace.resize(counter.used());
+        memtx::Arena arena(workspace.data());
+        dev.bind(arena, caps);
     }
 };
 

@@ -72,8 +72,8 @@ void check_fixture(const std::string& name, double loss_tol, double grad_tol, bo
             for (std::size_t i = 0; i < maps.size(); ++i) maps[i] = static_cast<int>(hm[i]);
             for (int l = 0; l < S.n_layer; ++l) map_ptrs[l] = maps.data() + static_cast<std::size_t>(l) * S.n_head;
             opt.training = true;
-            opt.skip = skip.data();
-            opt.head_maps = map_ptrs.data();
+            opt.skip = skip;
+            opt.head_maps = map_ptrs;
         }
         REQUIRE(x.size() == static_cast<std::size_t>(B * Q));
 

@@ -88,6 +88,23 @@ TEST_CASE("segment shapes that make no sense are rejected", "[bad_input]") {
         opt.head_maps = maps;
         CHECK_THROWS_WITH(model.forward_backward(x, x, mem, opt), Contains("head map of layer 1: head 1 reads head 2"));
     }
+    SECTION("a skip mask or head maps for another number of layers") {
+        auto mem = model.make_memory(2, 4);
+        std::vector<std::int32_t> x{1, 2, 3, 4};
+        const std::uint8_t skip[3] = {0, 1, 0};
+        opt.skip = skip;
+        CHECK_THROWS_WITH(model.forward_backward(x, x, mem, opt), Contains("skip mask holds 3 layers, the model 2"));
+        opt.skip = {};
+        const int* maps[1] = {nullptr};
+        opt.head_maps = maps;
+        CHECK_THROWS_WITH(model.forward_backward(x, x, mem, opt), Contains("head maps hold 1 layers, the model 2"));
+    }
+    SECTION("a bad target leaves the memory as it was") {
+        auto mem = model.make_memory(2, 4);
+        std::vector<std::int32_t> x{1, 2, 3, 4}, y{1, 2, 3, 99};
+        CHECK_THROWS_WITH(model.forward_backward(x, y, mem, opt), Contains("target token id 99"));
+        CHECK(mem.rows(0) == 0);
+    }
 }
 
 TEST_CASE("nonsense options are rejected", "[bad_input]") {

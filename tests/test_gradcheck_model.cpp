@@ -40,7 +40,7 @@ void check_model(const Case& c) {
     for (auto& m : maps) m = c.head_map.empty() ? nullptr : c.head_map.data();
     opt.head_maps = maps;
     memtx::StepOptions warm = opt;
-    warm.head_maps = nullptr;
+    warm.head_maps = {};
     warm.training = false;
     for (int s = 0; s < c.warm_segments; ++s) model.evaluate(tok(100 + s), tok(200 + s), mem, warm);
     for (int l = 0; l < S.n_layer; ++l) mem.set_age(l, c.age);

@@ -1,14 +1,15 @@
-// Finite-difference gradient checks (double) of every CPU op with a backward: linear, layer
-// norm, softmax cross-entropy and relative attention (memory, clamp, same_length, aged memory,
-// head maps, attention dropout). Relative error <= 1e-6.
+// Finite-difference gradient checks (double) of every CPU op with a backward: linear (the
+// device-generic layer on the CPU device), layer norm, softmax cross-entropy and relative
+// attention (memory, clamp, same_length, aged memory, head maps, attention dropout). Relative
+// error <= 1e-6.
 #include <catch2/catch.hpp>
 
 #include <omp.h>
 
 #include <memtx/cpu/layer_norm.hpp>
-#include <memtx/cpu/linear.hpp>
 #include <memtx/cpu/rel_attention.hpp>
 #include <memtx/cpu/softmax_xent.hpp>
+#include <memtx/nn/linear.hpp>
 
 #include "gradcheck.hpp"
 
@@ -17,25 +18,25 @@ using gradcheck::random_values;
 using gradcheck::relative_error;
 
 TEST_CASE("linear backward matches finite differences", "[gradcheck]") {
-    const gradcheck::GemmBuffers<double> gb;
-    const auto& gs = gb.scratch;
+    gradcheck::BoundCpuDevice<double> cpu;
+    auto& dev = cpu.dev;
     const int n = 5, in = 4, out = 3;
     auto x = random_values(n * in, 1), w = random_values(out * in, 2), b = random_values(out, 3);
     const auto dy = random_values(n * out, 4);
     std::vector<double> y(n * out);
     auto loss = [&] {
-        memtx::cpu::linear_forward(gs, y.data(), x.data(), w.data(), b.data(), n, in, out);
+        memtx::nn::linear_forward(dev, y.data(), x.data(), w.data(), b.data(), n, in, out);
         return project(y, dy);
     };
     std::vector<double> dx(n * in), dw(out * in, 0.0), db(out, 0.0);
-    memtx::cpu::linear_backward(gs, dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), n, in, out);
+    memtx::nn::linear_backward(dev, dx.data(), dw.data(), db.data(), dy.data(), x.data(), w.data(), n, in, out);
     CHECK(relative_error(x, loss, dx) < 1e-6);
     CHECK(relative_error(w, loss, dw) < 1e-6);
     CHECK(relative_error(b, loss, db) < 1e-6);
 
     SECTION("accumulate_dx adds to the existing gradient") {
         std::vector<double> acc(n * in, 1.0);
-        memtx::cpu::linear_backward(gs, acc.data(), static_cast<double*>(nullptr), static_cast<double*>(nullptr), dy.data(),
+        memtx::nn::linear_backward(dev, acc.data(), static_cast<double*>(nullptr), static_cast<double*>(nullptr), dy.data(),
                                     x.data(), w.data(), n, in, out, true);
         for (int i = 0; i < n * in; ++i) CHECK(acc[i] == Approx(dx[i] + 1.0).epsilon(1e-12));
     }

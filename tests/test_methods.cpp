@@ -9,7 +9,7 @@
 #include <map>
 #include <sstream>
 
-#include <memtx/cpu/head_gather.hpp>
+#include "cpu_head_gather.hpp"   // benchmarks/baselines
 #include <memtx/memtx.hpp>
 
 #include "gradcheck.hpp"
@@ -71,7 +71,7 @@ TEST_CASE("a skipped layer keeps its memory, which ages, and its parameters and 
     for (std::size_t k = 0; k < groups.size(); ++k)
         CHECK(groups[k].step == (model.layout().entries[k].layer == 1 ? 1 : 3));
 
-    opt.skip = nullptr;
+    opt.skip = {};
     opt.step = 3;
     memtx::train_step(model, adam, x, y, mem, opt);
     CHECK(mem.age(1) == 1);   // written again
@@ -322,7 +322,7 @@ TEST_CASE("bad input for the methods is a clear error", "[methods][bad_input]") 
     CHECK_THROWS_WITH(model.evaluate(x, x, mem, eval), Contains("evaluation never skips layers or permutes heads"));
     const int perm[3] = {1, 0, 2};
     const int* maps[3] = {perm, perm, perm};
-    eval.skip = nullptr;
+    eval.skip = {};
     eval.head_maps = maps;
     CHECK_THROWS_WITH(model.evaluate(x, x, mem, eval), Contains("evaluation never skips layers or permutes heads"));
 

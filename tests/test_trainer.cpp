@@ -8,6 +8,8 @@
 
 #include <memtx/memtx.hpp>
 
+#include "temp_dir.hpp"
+
 using Catch::Matchers::Contains;
 
 namespace {
@@ -21,15 +23,7 @@ std::string text() {
     return t;
 }
 
-struct TempDir {
-    std::filesystem::path path;
-    explicit TempDir(const std::string& tag)
-        : path(std::filesystem::temp_directory_path() / ("memtx_trainer_" + tag + "_" + std::to_string(::getpid()))) {
-        std::filesystem::remove_all(path);
-        std::filesystem::create_directories(path);
-    }
-    ~TempDir() { if (!std::getenv("KEEP")) std::filesystem::remove_all(path); }
-};
+using testutil::TempDir;
 
 memtx::TrainerConfig config(const std::filesystem::path& dir, long long max_step) {
     memtx::TrainerConfig c;
@@ -63,7 +57,7 @@ std::vector<std::string> train_lines(const std::filesystem::path& metrics) {
 
 TEST_CASE("batch chunks accumulate to the whole batch's step", "[trainer]") {
     const auto corpus = memtx::corpus_from_text(text(), memtx::CorpusKind::bytes, 0.1, 0.1, "text");
-    TempDir d1("chunk1"), d2("chunk2");
+    TempDir d1("trainer_chunk1"), d2("trainer_chunk2");
     Model whole({.seed = 4, .dropout = 0.1f, .dropatt = 0.1f}), chunked({.seed = 4, .dropout = 0.1f, .dropatt = 0.1f});
     auto c1 = config(d1.path, 3), c2 = config(d2.path, 3);
     c1.checkpoint_dir.clear();
@@ -88,7 +82,7 @@ TEST_CASE("batch chunks accumulate to the whole batch's step", "[trainer]") {
 
 TEST_CASE("resume continues bit-identically", "[trainer][resume]") {
     const auto corpus = memtx::corpus_from_text(text(), memtx::CorpusKind::bytes, 0.1, 0.1, "text");
-    TempDir full_dir("full"), split_dir("split");
+    TempDir full_dir("trainer_full"), split_dir("trainer_split");
     std::ostringstream log;
     Model full({.seed = 9, .dropout = 0.1f});
     memtx::Trainer(full, corpus, config(full_dir.path, 8)).run(log);
@@ -126,7 +120,7 @@ TEST_CASE("resume continues bit-identically", "[trainer][resume]") {
 
 TEST_CASE("checkpoints that do not fit are refused", "[trainer][bad_input]") {
     const auto corpus = memtx::corpus_from_text(text(), memtx::CorpusKind::bytes, 0.1, 0.1, "text");
-    TempDir dir("refuse");
+    TempDir dir("trainer_refuse");
     std::ostringstream log;
     {
         Model m({.seed = 2});

@@ -18,10 +18,10 @@
 #include <vector>
 
 #include <memtx/core/philox.hpp>
-#include <memtx/cuda/context.hpp>
-#include <memtx/cuda/head_gather.cuh>
-#include <memtx/cuda/rel_attention.cuh>
-#include <memtx/cuda/rel_attention_unfused.cuh>
+#include <memtx/cuda/runtime/context.hpp>
+#include "cuda_head_gather.cuh"
+#include <memtx/cuda/ops/rel_attention/launch.hpp>
+#include "cuda_rel_attention_unfused.cuh"
 
 namespace {
 

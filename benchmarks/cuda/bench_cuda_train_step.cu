@@ -24,7 +24,7 @@ template <class Act>
 double run(const char* name, int steps, int warmup, int batch) {
     constexpr int tgt_len = 512, mem_len = 512;
     memtx::TransformerXL<kEnwik8Base, memtx::Cuda, Act> model({.seed = 1, .dropout = 0.1f, .dropatt = 0.0f});
-    const memtx::cuda::Context& ctx = model.context();
+    const memtx::cuda::Context& ctx = model.device().platform().context();
     memtx::AdamOptions opts;
     opts.lr = 2.5e-4;
     opts.clip = 0.25;

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "cpu_reference_attention.hpp"
-#include "memtx/cuda/kernels/rel_attention_params.hpp"
+#include "memtx/cuda/ops/rel_attention/params.hpp"
 
 namespace memtx::testcases {
 

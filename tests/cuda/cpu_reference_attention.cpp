@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "memtx/core/aligned_vector.hpp"
-#include "memtx/cpu/head_gather.hpp"
+#include "cpu_head_gather.hpp"   // benchmarks/baselines
 #include "memtx/cpu/rel_attention.hpp"
 
 namespace memtx::testref {

@@ -27,6 +27,13 @@ testcases::ModelRun model_cpu(const testcases::ModelCase& c) {
 }
 
 template <ModelShape S>
+std::vector<float> logits_cpu(const testcases::ModelCase& c) {
+    TransformerXL<S> model({.seed = 7, .init_std = 0.1f});
+    auto mem = model.make_memory(c.batch, c.mem_len);
+    return testcases::case_logits(model, mem, c);
+}
+
+template <ModelShape S>
 std::vector<float> train_cpu(const testcases::ModelCase& c) {
     TransformerXL<S> model({.seed = 7, .dropout = c.dropout, .dropatt = c.dropatt, .init_std = 0.1f});
     Adam<float> opt(model, {.lr = 1e-3, .clip = 0.25});
@@ -51,5 +58,7 @@ testcases::TrainerRun trainer_cpu(const TrainerConfig& config, long long until) 
 template std::vector<float> train_cpu<testcases::kModelPostLN>(const testcases::ModelCase&);
 template testcases::ModelRun model_cpu<testcases::kModelPostLN>(const testcases::ModelCase&);
 template testcases::ModelRun model_cpu<testcases::kModelPreLN>(const testcases::ModelCase&);
+template std::vector<float> logits_cpu<testcases::kModelPostLN>(const testcases::ModelCase&);
+template std::vector<float> logits_cpu<testcases::kModelPreLN>(const testcases::ModelCase&);
 
 } // namespace memtx::testref

@@ -10,6 +10,11 @@ namespace memtx::testref {
 template <ModelShape S>
 testcases::ModelRun model_cpu(const testcases::ModelCase& c);
 
+// The logits (batch * tgt_len * vocab per step, concatenated) of c.steps evaluation segments
+// (dropout off, no skips or head maps), memory carried across them.
+template <ModelShape S>
+std::vector<float> logits_cpu(const testcases::ModelCase& c);
+
 // The parameters after c.steps training steps (train_step: forward, backward, clip 0.25, Adam
 // lr 1e-3 with per-tensor groups; skipped layers' groups frozen).
 template <ModelShape S>

@@ -9,6 +9,9 @@
 #include "memtx/cpu/eigen.hpp"
 #include "memtx/cpu/layer_norm.hpp"
 #include "memtx/cpu/softmax_xent.hpp"
+#include "memtx/core/config.hpp"
+#include "memtx/cpu/device.hpp"
+#include "memtx/cpu/reduce.hpp"
 #include "memtx/train/adam.hpp"
 
 namespace memtx::opsref {
@@ -69,7 +72,7 @@ void bias_act_backward(float* dx, float* db, const float* dy, const float* y, in
     cpu::add_column_sums(db, dx, rows, cols);
 }
 
-double global_norm(const float* g, std::size_t n) { return memtx::global_norm(std::span<const float>(g, n)); }
+double global_norm(const float* g, std::size_t n) { return memtx::cpu::global_norm(std::span<const float>(g, n)); }
 
 namespace {
 // The two members of a model that memtx::Adam(model, options) reads.

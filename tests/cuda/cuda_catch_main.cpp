@@ -5,7 +5,7 @@
 
 #include <cstdio>
 
-#include "memtx/cuda/device_buffer.hpp"
+#include "memtx/cuda/runtime/device_buffer.hpp"
 
 int main(int argc, char** argv) {
     if (memtx::cuda::device_count() == 0) {

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "attention_cases.hpp"
-#include "memtx/cuda/device_buffer.hpp"
+#include "memtx/cuda/runtime/device_buffer.hpp"
 
 namespace memtx::testing {
 

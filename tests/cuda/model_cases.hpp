@@ -56,8 +56,8 @@ public:
         opt.step = static_cast<std::uint64_t>(t);
         opt.clamp_len = c_.clamp_len;
         opt.same_length = c_.same_length;
-        opt.head_maps = c_.head_maps.empty() ? nullptr : maps_.data();
-        opt.skip = c_.skip.empty() ? nullptr : c_.skip[static_cast<std::size_t>(t)].data();
+        if (!c_.head_maps.empty()) opt.head_maps = maps_;
+        if (!c_.skip.empty()) opt.skip = c_.skip[static_cast<std::size_t>(t)];
         return opt;
     }
 
@@ -65,5 +65,22 @@ private:
     const ModelCase& c_;
     std::vector<const int*> maps_;
 };
+
+// The logits of c.steps evaluation segments of c's tokens on any model (memory carried).
+template <class Model, class Memory>
+std::vector<float> case_logits(Model& model, Memory& mem, const ModelCase& c) {
+    constexpr ModelShape S = Model::shape;
+    StepOptions opt;
+    opt.training = false;
+    opt.clamp_len = c.clamp_len;
+    opt.same_length = c.same_length;
+    const int n = c.batch * c.tgt_len;
+    std::vector<float> all, out(static_cast<std::size_t>(n) * S.vocab);
+    for (int t = 0; t < c.steps; ++t) {
+        model.logits(case_tokens(n, S.vocab, 7, t, false), mem, opt, out);
+        all.insert(all.end(), out.begin(), out.end());
+    }
+    return all;
+}
 
 } // namespace memtx::testcases

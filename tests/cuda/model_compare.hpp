@@ -1,6 +1,7 @@
 #pragma once
 // The checks shared by the CUDA model tests on a GPU and on the host emulation: a ModelCase run
-// on a Device against the CPU model (losses, every step's gradients, memory rows/ages/values).
+// on a backend's platform against the CPU model (losses, every step's gradients, memory
+// rows/ages/values).
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -23,12 +24,12 @@ inline constexpr ModelTolerance kModelTolerance{1e-5, 1e-4, 1e-5};
 template <>
 inline constexpr ModelTolerance kModelTolerance<cuda::bf16>{3e-3, 1e-1, 1.5e-2};
 
-template <ModelShape S, class Device, class Act = float>
-void check_model_matches_cpu(Device& dev, const ModelCase& c) {
+template <ModelShape S, class Backend, class Act = float, class Platform>
+void check_model_matches_cpu(const Platform& platform, const ModelCase& c) {
     constexpr ModelTolerance tol = kModelTolerance<Act>;
     const char* precision = std::is_same_v<Act, float> ? "fp32" : "bf16";
     const ModelRun cpu = testref::model_cpu<S>(c);
-    const ModelRun run = model_device<S, Device, Act>(dev, c);
+    const ModelRun run = model_device<S, Backend, Act>(platform, c);
     REQUIRE(run.losses.size() == cpu.losses.size());
     double loss_err = 0;
     for (std::size_t t = 0; t < cpu.losses.size(); ++t) {
@@ -50,10 +51,25 @@ void check_model_matches_cpu(Device& dev, const ModelCase& c) {
     CHECK(mem_err <= tol.memory);
 }
 
+// TransformerXL::logits on a backend against the CPU model's, segment after segment with memory.
+template <ModelShape S, class Backend, class Act = float, class Platform>
+void check_logits_match_cpu(const Platform& platform, const ModelCase& c) {
+    const std::vector<float> cpu = testref::logits_cpu<S>(c);
+    TransformerXL<S, Backend, Act> model({.seed = 7, .init_std = 0.1f}, platform);
+    auto mem = model.make_memory(c.batch, c.mem_len);
+    const std::vector<float> run = case_logits(model, mem, c);
+    REQUIRE(run.size() == cpu.size());
+    const double err = max_relative_error(run, cpu, static_cast<std::size_t>(c.batch) * c.tgt_len * S.vocab);
+    std::printf("[logits %s] %-60s rel err %.2e\n", std::is_same_v<Act, float> ? "fp32" : "bf16", c.name, err);
+    INFO(c.name << ": worst per-segment logits relative error " << err);
+    // fp32 as the memory (1e-5); bf16: the hidden state's rounding through a vocabulary-wide product
+    CHECK(err <= (std::is_same_v<Act, float> ? 1e-5 : 3e-2));
+}
+
 // The whole training step (forward, backward, clip, Adam with per-tensor groups, skipped layers
-// frozen) on a Device against memtx::train_step on the CPU, over the Skip-Retain case.
-template <class Device>
-void check_training_steps_match_cpu(Device& dev) {
+// frozen) on a backend against memtx::train_step on the CPU, over the Skip-Retain case.
+template <class Backend, class Platform>
+void check_training_steps_match_cpu(const Platform& platform) {
     const ModelCase c = post_ln_cases()[1];   // Skip-Retain ages, head maps, clamp_len, dropout
     const std::vector<float> init = [&] {
         ModelCase none = c;
@@ -61,7 +77,7 @@ void check_training_steps_match_cpu(Device& dev) {
         return testref::train_cpu<kModelPostLN>(none);
     }();
     const std::vector<float> cpu = testref::train_cpu<kModelPostLN>(c);
-    const double update_err = training_update_error<kModelPostLN>(dev, c, init, cpu);
+    const double update_err = training_update_error<kModelPostLN, Backend>(platform, c, init, cpu);
     INFO("relative error of the parameter updates after " << c.steps << " steps: " << update_err);
     // Adam divides by sqrt(v) element by element, so where a gradient is at the level of float
     // rounding its sign (and a whole lr-sized update) can differ: a few such elements give ~3e-4

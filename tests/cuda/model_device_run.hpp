@@ -1,11 +1,12 @@
 #pragma once
-// Runs a ModelCase on DeviceTransformerXL<S, Device> (a GPU or the host emulation) and compares
-// runs. Include after the kernels' prerequisites (the emulation header in emulated tests).
+// Runs a ModelCase on TransformerXL<S, Backend, Act> (memtx::Cuda on a GPU, or the host
+// emulation's backend) on a platform, and compares runs. Include after the kernels'
+// prerequisites (the emulation header in emulated tests).
 #include <cmath>
 #include <cstdio>
 #include <vector>
 
-#include "memtx/cuda/model/device_transformer_xl.hpp"
+#include "memtx/model/transformer_xl.hpp"
 #include "memtx/memory/memory.hpp"
 #include "memtx/train/train_step.hpp"
 #include "model_cases.hpp"
@@ -13,9 +14,9 @@
 namespace memtx::testcases {
 
 // Act: the model's activations (float, or cuda::bf16 for mixed precision).
-template <ModelShape S, class Device, class Act = float>
-ModelRun model_device(Device& dev, const ModelCase& c) {
-    cuda::DeviceTransformerXL<S, Device, Act> model(dev, {.seed = 7, .dropout = c.dropout, .dropatt = c.dropatt, .init_std = 0.1f});
+template <ModelShape S, class Backend, class Act = float, class Platform>
+ModelRun model_device(const Platform& platform, const ModelCase& c) {
+    TransformerXL<S, Backend, Act> model({.seed = 7, .dropout = c.dropout, .dropatt = c.dropatt, .init_std = 0.1f}, platform);
     auto mem = model.make_memory(c.batch, c.mem_len);
     ModelRun run;
     const CaseSteps case_steps(c, S.n_layer);
@@ -40,11 +41,11 @@ ModelRun model_device(Device& dev, const ModelCase& c) {
 }
 
 // The parameters after c.steps training steps on the device: memtx::train_step with the device
-// model's optimizer (DeviceAdam: global norm, clip 0.25, lr 1e-3, per-tensor groups, skipped
-// layers' groups frozen) — the same call as on the CPU.
-template <ModelShape S, class Device, class Act = float>
-std::vector<float> train_device(Device& dev, const ModelCase& c) {
-    cuda::DeviceTransformerXL<S, Device, Act> model(dev, {.seed = 7, .dropout = c.dropout, .dropatt = c.dropatt, .init_std = 0.1f});
+// model's optimizer (memtx::Adam on the model's device: global norm, clip 0.25, lr 1e-3,
+// per-tensor groups, skipped layers' groups frozen) — the same call as on the CPU.
+template <ModelShape S, class Backend, class Act = float, class Platform>
+std::vector<float> train_device(const Platform& platform, const ModelCase& c) {
+    TransformerXL<S, Backend, Act> model({.seed = 7, .dropout = c.dropout, .dropatt = c.dropatt, .init_std = 0.1f}, platform);
     auto mem = model.make_memory(c.batch, c.mem_len);
     AdamOptions adam_options;
     adam_options.lr = 1e-3;
@@ -77,9 +78,10 @@ inline double max_relative_error(const std::vector<float>& a, const std::vector<
 
 // Relative error of the device's parameter updates after c.steps training steps against
 // memtx::train_step's (cpu_init: the parameters before training, cpu: after).
-template <ModelShape S, class Device, class Act = float>
-double training_update_error(Device& dev, const ModelCase& c, const std::vector<float>& cpu_init, const std::vector<float>& cpu) {
-    const std::vector<float> gpu = train_device<S, Device, Act>(dev, c);
+template <ModelShape S, class Backend, class Act = float, class Platform>
+double training_update_error(const Platform& platform, const ModelCase& c, const std::vector<float>& cpu_init,
+                             const std::vector<float>& cpu) {
+    const std::vector<float> gpu = train_device<S, Backend, Act>(platform, c);
     if (gpu.size() != cpu.size()) return INFINITY;
     std::vector<float> du_cpu(cpu.size()), du_gpu(cpu.size());
     for (std::size_t i = 0; i < cpu.size(); ++i) {

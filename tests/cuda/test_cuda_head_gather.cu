@@ -8,8 +8,8 @@
 #include "attention_cases.hpp"
 #include "cpu_reference_attention.hpp"
 #include "cuda_test_util.cuh"
-#include "memtx/cuda/context.hpp"
-#include "memtx/cuda/head_gather.cuh"
+#include "memtx/cuda/runtime/context.hpp"
+#include "cuda_head_gather.cuh"
 
 namespace {
 

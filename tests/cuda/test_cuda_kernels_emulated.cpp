@@ -3,9 +3,9 @@
 // (CI has no GPU). Same launch templates as the GPU path, a different launcher.
 #include "../emulation/emulated_device.hpp"
 // (kernel headers after the emulation header)
-#include "memtx/cuda/kernels/head_gather.cuh"
-#include "memtx/cuda/kernels/mma.cuh"
-#include "memtx/cuda/rel_attention_launch.hpp"
+#include "cuda_head_gather_kernels.cuh"
+#include "memtx/cuda/primitives/mma.cuh"
+#include "memtx/cuda/ops/rel_attention/launch.hpp"
 
 #include <catch2/catch.hpp>
 

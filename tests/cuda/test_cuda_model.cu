@@ -15,9 +15,8 @@ using namespace memtx::testcases;
 
 template <ModelShape S, class Act = float>
 void compare(const ModelCase& c) {
-    const memtx::cuda::Context ctx;
-    memtx::cuda::CudaDevice dev(ctx);
-    check_model_matches_cpu<S, memtx::cuda::CudaDevice, Act>(dev, c);
+    const memtx::cuda::Gpu gpu;
+    check_model_matches_cpu<S, Cuda, Act>(gpu, c);
 }
 
 } // namespace
@@ -43,6 +42,13 @@ TEST_CASE("CUDA model in bf16 mixed precision stays near the fp32 CPU model", "[
     }
 }
 
+TEST_CASE("CUDA model's logits match the CPU model's", "[cuda][model][logits]") {
+    const memtx::cuda::Gpu gpu;
+    check_logits_match_cpu<kModelPostLN, Cuda>(gpu, post_ln_cases()[0]);
+    check_logits_match_cpu<kModelPostLN, Cuda, memtx::cuda::bf16>(gpu, post_ln_cases()[0]);
+    check_logits_match_cpu<kModelPreLN, Cuda>(gpu, pre_ln_cases()[0]);
+}
+
 TEST_CASE("TransformerXL<Shape, Cuda> trains a step and rejects bad tokens", "[cuda][model]") {
     TransformerXL<kModelPostLN, Cuda> model({.seed = 3});
     auto mem = model.make_memory(2, 8);
@@ -54,7 +60,6 @@ TEST_CASE("TransformerXL<Shape, Cuda> trains a step and rejects bad tokens", "[c
 }
 
 TEST_CASE("CUDA training steps (clip, Adam, frozen skipped layers) match memtx::train_step", "[cuda][model][train]") {
-    const memtx::cuda::Context ctx;
-    memtx::cuda::CudaDevice dev(ctx);
-    check_training_steps_match_cpu(dev);
+    const memtx::cuda::Gpu gpu;
+    check_training_steps_match_cpu<Cuda>(gpu);
 }

@@ -1,4 +1,4 @@
-// The CUDA model (DeviceTransformerXL) on the host emulation against the CPU model: the same
+// The CUDA model (TransformerXL on the CUDA device) on the host emulation against the CPU model: the same
 // parameters (one seed), inputs and Philox decisions over several segments; losses, every
 // step's gradients and the final memory (rows, ages, values). Checks the model's own code on
 // every machine; test_cuda_model.cu does the same on a GPU.
@@ -13,11 +13,13 @@ namespace {
 using namespace memtx;
 using namespace memtx::testcases;
 
+using memtx_emulation::Emulated;
+
 template <ModelShape S, class Act = float>
 void compare(const ModelCase& c) {
-    memtx_emulation::Device dev;
-    check_model_matches_cpu<S, memtx_emulation::Device, Act>(dev, c);
-    CHECK(dev.launches > 0);
+    const memtx_emulation::Gpu gpu;
+    check_model_matches_cpu<S, Emulated, Act>(gpu, c);
+    CHECK(gpu.launches() > 0);
 }
 
 } // namespace
@@ -43,9 +45,17 @@ TEST_CASE("emulated CUDA model in bf16 mixed precision stays near the fp32 CPU m
     }
 }
 
+TEST_CASE("emulated CUDA model's logits match the CPU model's", "[emulated][model][logits]") {
+    const memtx_emulation::Gpu gpu;
+    const ModelCase c = post_ln_cases()[0];   // memory longer than the segment
+    check_logits_match_cpu<kModelPostLN, Emulated>(gpu, c);
+    check_logits_match_cpu<kModelPostLN, Emulated, cuda::bf16>(gpu, c);
+    check_logits_match_cpu<kModelPreLN, Emulated>(gpu, pre_ln_cases()[0]);
+}
+
 TEST_CASE("the CUDA model rejects bad input with memtx::Error (emulated)", "[emulated][model][bad-input]") {
-    memtx_emulation::Device dev;
-    cuda::DeviceTransformerXL<kModelPostLN, memtx_emulation::Device> model(dev, {.seed = 1});
+    const memtx_emulation::Gpu gpu;
+    TransformerXL<kModelPostLN, Emulated> model({.seed = 1}, gpu);
     auto mem = model.make_memory(2, 4);
     std::vector<std::int32_t> x(2 * 3, 1), y(2 * 3, 2);
     StepOptions opt;
@@ -67,7 +77,7 @@ TEST_CASE("the CUDA model rejects bad input with memtx::Error (emulated)", "[emu
         CHECK_THROWS_WITH(model.forward_backward(x, y, mem, opt), Catch::Contains("targets hold"));
     }
     SECTION("memory of another shape") {
-        cuda::DeviceMemory<memtx_emulation::Device> other(dev, kModelPostLN.n_layer + 1, 2, 4, kModelPostLN.d_model);
+        decltype(model)::MemoryType other(kModelPostLN.n_layer + 1, 2, 4, kModelPostLN.d_model, gpu);
         CHECK_THROWS_WITH(model.forward_backward(x, y, other, opt), Catch::Contains("another model shape"));
     }
     SECTION("a head map reading a head that does not exist") {
@@ -91,6 +101,6 @@ TEST_CASE("the CUDA model rejects bad input with memtx::Error (emulated)", "[emu
 }
 
 TEST_CASE("emulated CUDA training steps (clip, Adam, frozen skipped layers) match memtx::train_step", "[emulated][model][train]") {
-    memtx_emulation::Device dev;
-    check_training_steps_match_cpu(dev);
+    const memtx_emulation::Gpu gpu;
+    check_training_steps_match_cpu<Emulated>(gpu);
 }

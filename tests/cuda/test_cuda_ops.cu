@@ -16,9 +16,7 @@
 
 #include "cpu_reference_ops.hpp"
 #include "ops_test_util.hpp"
-#include "memtx/cuda/device.cuh"
-#include "memtx/cuda/model/device_adam.hpp"
-#include "memtx/cuda/ops.cuh"
+#include "memtx/cuda.hpp"
 
 namespace {
 
@@ -384,18 +382,17 @@ TEST_CASE("CUDA Adam matches memtx::Adam", "[cuda][ops][adam]") {
                 o.beta2 = beta2;
                 o.eps = eps;
                 o.clip = clip;
-                std::vector<memtx::cuda::AdamGroup> gg;
+                std::vector<memtx::AdamGroup> gg;
                 for (const auto& gr : groups) gg.push_back({gr.offset, gr.size, gr.step});
-                const memtx::cuda::Context ctx;   // DeviceAdam works on the context's stream
-                memtx::cuda::CudaDevice dev(ctx);
-                memtx::cuda::DeviceAdam<memtx::cuda::CudaDevice> adam(dev, gg, total, o);
+                // memtx::Adam on the CUDA device, as a bf16 model's optimizer (the bf16 copy written)
+                memtx::Adam<float, memtx::cuda::CudaDevice<bf16>> adam(memtx::cuda::CudaDevice<bf16>(0), gg, total, o);
                 adam.set_moments(m0, v0);
                 auto p_d = device<float>(p0);
                 auto g_d = device<float>(g);
                 auto half_d = poisoned<bf16>(total);
                 MEMTX_CUDA_CHECK(cudaDeviceSynchronize());   // the uploads above ran on the legacy stream
-                adam.step(p_d.data(), g_d.data(), frozen, half_d.data());
-                const double norm_g = adam.norm();   // waits for the context's stream
+                const double norm_g = adam.step(std::span<float>(p_d.data(), total), std::span<const float>(g_d.data(), total),
+                                                frozen, half_d.data());   // waits for the norm
                 const auto p_g = host(p_d);
                 std::vector<float> m_g(total), v_g(total);
                 adam.get_moments(m_g, v_g);

@@ -1,5 +1,5 @@
 // The CUDA ops' kernel bodies run on the host through tests/emulation/cuda_emulation.hpp, launched
-// by the same launch templates as the GPU path (memtx/cuda/*_launch.hpp, a different launcher),
+// by the same launch templates as the GPU path (memtx/cuda/ops/, a different launcher),
 // and compared with the CPU backend (cpu_reference_ops): layer norm, softmax cross-entropy,
 // dropout, bias + ReLU, column sums, global norm, Adam and the embedding gather, in float and bf16.
 // Not here: the embedding backward, whose radix sort is CUB's (device only; test_cuda_ops).
@@ -14,7 +14,15 @@
 // Fixed seeds: a failure reproduces.
 #include "../emulation/cuda_emulation.hpp"
 // (kernel headers after the emulation header)
-#include "memtx/cuda/ops_launch.hpp"
+#include "memtx/cuda/ops/adam.cuh"
+#include "memtx/cuda/ops/bias_act.cuh"
+#include "memtx/cuda/ops/column_reduce.cuh"
+#include "memtx/cuda/ops/dropout.cuh"
+#include "memtx/cuda/ops/embedding.cuh"
+#include "memtx/cuda/ops/global_norm.cuh"
+#include "memtx/cuda/ops/layer_norm.cuh"
+#include "memtx/cuda/ops/softmax_xent.cuh"
+#include "memtx/train/adam.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -437,7 +445,7 @@ namespace {
 struct AdamRun {
     std::vector<float> p, m, v, half;
     std::vector<std::uint16_t> half_bits;
-    std::vector<memtx::cuda::AdamGroup> groups;
+    std::vector<memtx::AdamGroup> groups;
     double norm = 0;
     int launches = 0;
     bool guards = true;
@@ -453,10 +461,11 @@ AdamRun adam_emulated(const std::vector<float>& p0, const std::vector<float>& g,
     Buffer<double> ws(cuda::global_norm_workspace_doubles(total)), norm_e(1);
     AdamRun r;
     for (const auto& gr : groups) r.groups.push_back({gr.offset, gr.size, gr.step});
-    std::vector<cuda::AdamGroupStep> steps;
-    cuda::adam_step_sequence(p_e.data(), half_e.data(), m_e.data(), v_e.data(), g_e.data(), total,
-                             std::span<cuda::AdamGroup>(r.groups), frozen, o, norm_e.data(), ws.data(), steps,
-                             EmulatedLauncher{&r.launches});
+    std::vector<memtx::AdamGroupUpdate> updates;   // memtx::Adam::step's bookkeeping, then its device's launches
+    memtx::plan_adam_updates(r.groups, frozen, o, updates);
+    cuda::global_norm_sequence(norm_e.data(), g_e.data(), total, ws.data(), EmulatedLauncher{&r.launches});
+    cuda::adam_update_sequence(p_e.data(), half_e.data(), m_e.data(), v_e.data(), g_e.data(), updates, o, norm_e.data(),
+                               EmulatedLauncher{&r.launches});
     r.p = p_e.get();
     r.m = m_e.get();
     r.v = v_e.get();

@@ -12,9 +12,9 @@
 #include "attention_cases.hpp"
 #include "cpu_reference_attention.hpp"
 #include "cuda_test_util.cuh"
-#include "memtx/cuda/context.hpp"
-#include "memtx/cuda/rel_attention.cuh"
-#include "memtx/cuda/rel_attention_unfused.cuh"
+#include "memtx/cuda/runtime/context.hpp"
+#include "memtx/cuda/ops/rel_attention/launch.hpp"
+#include "cuda_rel_attention_unfused.cuh"
 
 namespace {
 

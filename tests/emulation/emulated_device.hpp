@@ -1,15 +1,20 @@
 #pragma once
-// A Device (cuda/model/device_transformer_xl.hpp) on the host: std::vector buffers, kernels run
-// through the emulation (cuda_emulation.hpp, included first), a plain GEMM, memcpy. With it the
-// CUDA model's own code (which kernels, on which buffers, with which leading dimensions) runs
-// and is compared with the CPU model on every machine.
+// The CUDA device on the host: KernelDevice<Gpu, A> (cuda/device.hpp) over an emulated platform
+// whose kernels run through the emulation (cuda_emulation.hpp, included first). With it the CUDA
+// model's own code (which kernels, on which buffers, with which leading dimensions) runs and is
+// compared with the CPU model on every machine.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
 #include "cuda_emulation.hpp"
+// (kernel headers after the emulation header)
+#include "memtx/core/aligned_vector.hpp"
+#include "memtx/core/backend.hpp"
+#include "memtx/cuda/device.hpp"
 
 namespace memtx_emulation {
 
@@ -34,20 +39,23 @@ struct Launcher {
     }
 };
 
-struct Device {
+// The platform of memtx::cuda::KernelDevice (cuda/device.hpp) on the host: aligned vectors for
+// device memory, kernels through the emulation, a plain GEMM, memcpy. A handle, as cuda::Gpu:
+// copies share one launch counter.
+class Gpu {
+public:
     template <class U>
-    using Buffer = std::vector<U>;
+    using Buffer = memtx::AlignedVector<U>;
 
-    long launches = 0;
-
-    Launcher launcher() { return Launcher{&launches}; }
+    long launches() const { return *launches_; }
+    Launcher launcher() const { return Launcher{launches_.get()}; }
     std::size_t shared_memory_per_block() const { return sizeof(memtx::cuda::kernels::smem); }
 
     // Row-major C (m, n) = alpha op(A) op(B) + beta C, accumulated in double; fp32 or bf16
     // operands (read as float), C rounded to its type once, as cuBLAS stores it.
     template <class TA, class TB, class TC>
     void gemm(bool ta, bool tb, int m, int n, int k, float alpha, const TA* A, int lda, const TB* B, int ldb, float beta, TC* C,
-              int ldc) {
+              int ldc) const {
         for (int i = 0; i < m; ++i)
             for (int j = 0; j < n; ++j) {
                 double acc = 0;
@@ -60,24 +68,30 @@ struct Device {
                 c = static_cast<TC>(static_cast<float>(alpha * acc + (beta != 0.0f ? static_cast<double>(beta) * static_cast<float>(c) : 0.0)));
             }
     }
-    void copy_2d(void* dst, std::size_t dpitch, const void* src, std::size_t spitch, std::size_t width, std::size_t rows) {
-        for (std::size_t r = 0; r < rows; ++r)
-            std::memmove(static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch, width);
+
+    // ---- Storage (elements)
+    template <class U>
+    void copy(U* dst, const U* src, std::size_t n) const {
+        if (n) std::memmove(dst, src, n * sizeof(U));
     }
-    void upload(void* dst, const void* src, std::size_t bytes) {
-        if (bytes) std::memcpy(dst, src, bytes);
+    template <class U>
+    void copy_2d(U* dst, std::size_t dpitch, const U* src, std::size_t spitch, std::size_t width, std::size_t rows) const {
+        for (std::size_t r = 0; r < rows; ++r) std::memmove(dst + r * dpitch, src + r * spitch, width * sizeof(U));
     }
-    void download(void* dst, const void* src, std::size_t bytes) {
-        if (bytes) std::memcpy(dst, src, bytes);
+    template <class U>
+    void upload(U* dst, const U* host, std::size_t n) const { copy(dst, host, n); }
+    template <class U>
+    void download(U* host, const U* src, std::size_t n) const { copy(host, src, n); }
+    template <class U>
+    void zero(U* dst, std::size_t n) const {
+        if (n) std::memset(static_cast<void*>(dst), 0, n * sizeof(U));
     }
-    void zero(void* dst, std::size_t bytes) {
-        if (bytes) std::memset(dst, 0, bytes);
-    }
-    // g_emb[x[i]] += dh[i] * scale, tokens in order (the CUDA path sorts with CUB, which the
-    // emulation cannot run; its order is the same: each row adds its tokens in token order).
+
+    // g_emb[x[i]] += dh[i] * scale, tokens in order (the GPU sorts with CUB, which the emulation
+    // cannot run; its order is the same: each row adds its tokens in token order).
     template <class T>
     void embedding_backward(float* g_emb, const T* dh, const std::int32_t* x, int n, int vocab, int d, float scale, void*,
-                            std::size_t) {
+                            std::size_t) const {
         for (int i = 0; i < n; ++i) {
             if (x[i] < 0 || x[i] >= vocab) continue;
             for (int c = 0; c < d; ++c)
@@ -85,6 +99,18 @@ struct Device {
         }
     }
     std::size_t embedding_backward_workspace_bytes(int) const { return 0; }
+
+private:
+    std::shared_ptr<long> launches_ = std::make_shared<long>(0);
 };
 
+// The backend tag of the emulated CUDA device: TransformerXL<S, Emulated, A>(options, gpu) is the
+// CUDA model, kernels and all, on the host.
+struct Emulated {};
+
 } // namespace memtx_emulation
+
+template <class A>
+struct memtx::DeviceOf<memtx_emulation::Emulated, A> {
+    using type = memtx::cuda::KernelDevice<memtx_emulation::Gpu, A>;
+};

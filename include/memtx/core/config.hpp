@@ -1,5 +1,6 @@
 #pragma once
-// Compile-time model architecture (ModelShape) and run-time options.
+// Compile-time model architecture (ModelShape) and run-time options (model, optimizer).
+#include <cmath>
 #include <cstdint>
 
 #include "memtx/core/error.hpp"
@@ -39,6 +40,26 @@ inline void validate(const ModelOptions& o) {
     require(o.dropout >= 0.0f && o.dropout < 1.0f, "dropout must be in [0, 1), got ", o.dropout);
     require(o.dropatt >= 0.0f && o.dropatt < 1.0f, "dropatt must be in [0, 1), got ", o.dropatt);
     require(o.init_std > 0.0f, "init_std must be positive, got ", o.init_std);
+}
+
+// Adam (PyTorch semantics: bias-corrected, eps added after the square root, no weight decay)
+// with global-norm gradient clipping (torch.nn.utils.clip_grad_norm_).
+struct AdamOptions {
+    double lr = 2.5e-4;
+    double beta1 = 0.9;
+    double beta2 = 0.999;
+    double eps = 1e-8;
+    double clip = 0.25;   // global gradient norm; <= 0: no clipping
+};
+
+inline void validate_lr(double lr) { require(lr >= 0 && std::isfinite(lr), "learning rate must be finite and >= 0, got ", lr); }
+
+inline void validate(const AdamOptions& o) {
+    validate_lr(o.lr);
+    require(o.beta1 >= 0 && o.beta1 < 1, "beta1 must be in [0, 1), got ", o.beta1);
+    require(o.beta2 >= 0 && o.beta2 < 1, "beta2 must be in [0, 1), got ", o.beta2);
+    require(o.eps > 0, "eps must be positive, got ", o.eps);
+    require(std::isfinite(o.clip), "clip must be finite, got ", o.clip);
 }
 
 } // namespace memtx

@@ -6,15 +6,9 @@
 #include <cstdint>
 
 #include "memtx/core/philox.hpp"
+#include "memtx/device/ops.hpp"   // DropoutEpilogue
 
 namespace memtx::cpu {
-
-// What one pass does around the dropout of x (fused so that x is read and written once).
-enum class DropoutEpilogue {
-    none,       // x = dropout(x)
-    relu,       // x = dropout(max(x, 0))
-    residual,   // x = dropout(x) + add (add: rows x cols, leading dimension ld)
-};
 
 // x[r*ld + c] for r < rows, c < cols; element id = first_element + r*cols + c.
 template <DropoutEpilogue E = DropoutEpilogue::none, class T>

@@ -6,7 +6,9 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <span>
 
 namespace memtx::cpu {
 
@@ -32,6 +34,15 @@ double deterministic_sum(std::int64_t n, Term&& term) {
     double total = 0;
     for (int t = 0; t < used; ++t) total += partial[t];
     return total;
+}
+
+// L2 norm of a gradient buffer, accumulated in double.
+template <class T>
+double global_norm(std::span<const T> g) {
+    const T* p = g.data();
+    return std::sqrt(deterministic_sum(static_cast<std::int64_t>(g.size()), [p](std::int64_t i) {
+        return static_cast<double>(p[i]) * static_cast<double>(p[i]);
+    }));
 }
 
 } // namespace memtx::cpu

@@ -1,24 +1,37 @@
 #pragma once
-// Per-layer memory: the inputs of each layer at earlier segments (no gradient), with an age
-// per layer (segments since it last wrote its memory; 1 after a normal step). Skip-Retain
-// leaves a skipped layer's memory in place and lets its age grow.
+// Per-layer memory: the inputs of each layer at earlier segments (no gradient), with an age per
+// layer (segments since it last wrote its memory; 1 after a normal step). Skip-Retain leaves a
+// skipped layer's memory in place and lets its age grow.
+// Elements of type T in a Storage's buffers (the host's for the CPU model, the GPU's for the
+// CUDA model); layer l, batch row b at (l * batch + b) * mem_len * d_model, rows(l) valid; rows
+// and ages are host bookkeeping. upload/download copy the whole state to and from a host Memory,
+// which is how checkpoints and tests see any device's memory.
 #include <algorithm>
-#include <cstdint>
+#include <concepts>
+#include <cstddef>
+#include <type_traits>
 #include <vector>
 
-#include "memtx/core/aligned_vector.hpp"
 #include "memtx/core/error.hpp"
+#include "memtx/device/device.hpp"
+#include "memtx/device/host_storage.hpp"
 
 namespace memtx {
 
-template <class T>
+template <class T, Storage S = HostStorage>
 class Memory {
 public:
-    Memory() = default;
-    Memory(int n_layer, int batch, int mem_len, int d_model)
-        : n_layer_(n_layer), batch_(batch), mem_len_(mem_len), d_model_(d_model),
-          data_(checked_size(n_layer, batch, mem_len, d_model)),
-          rows_(static_cast<std::size_t>(n_layer), 0), age_(static_cast<std::size_t>(n_layer), 1) {}
+    Memory() requires std::default_initializable<S> = default;
+    Memory(int n_layer, int batch, int mem_len, int d_model, S storage = S{})
+        : storage_(storage), n_layer_(n_layer), batch_(batch), mem_len_(mem_len), d_model_(d_model),
+          rows_(static_cast<std::size_t>(n_layer), 0), age_(static_cast<std::size_t>(n_layer), 1) {
+        require(n_layer > 0, "memory: n_layer must be positive, got ", n_layer);
+        require(batch > 0, "memory: batch must be positive, got ", batch);
+        require(mem_len >= 0, "memory: mem_len must be >= 0, got ", mem_len);
+        require(d_model > 0, "memory: d_model must be positive, got ", d_model);
+        data_.resize(static_cast<std::size_t>(n_layer) * batch * mem_len * d_model);
+        storage_.zero(data_.data(), data_.size());
+    }
 
     int n_layer() const { return n_layer_; }
     int batch() const { return batch_; }
@@ -33,7 +46,8 @@ public:
         rows_[static_cast<std::size_t>(l)] = r;
     }
 
-    // Layer l, batch row b: (rows(l), d_model) row-major, capacity mem_len rows.
+    // Layer l, batch row b: (rows(l), d_model) row-major, capacity mem_len rows; batch rows are
+    // mem_len * d_model elements apart.
     T* data(int l, int b) { return data_.data() + offset(l, b); }
     const T* data(int l, int b) const { return data_.data() + offset(l, b); }
 
@@ -47,27 +61,68 @@ public:
     // d_model, batch rows `k_len` apart) — the layer's [old memory; input].
     void write(int l, const T* concat, int k_len) {
         const int keep = std::min(mem_len_, k_len);
-#pragma omp parallel for schedule(static)
-        for (int b = 0; b < batch_; ++b)
-            std::copy_n(concat + (static_cast<std::size_t>(b) * k_len + (k_len - keep)) * d_model_,
-                        static_cast<std::size_t>(keep) * d_model_, data(l, b));
+        const std::size_t D = static_cast<std::size_t>(d_model_);
+        storage_.copy_2d(data(l, 0), static_cast<std::size_t>(mem_len_) * D, concat + static_cast<std::size_t>(k_len - keep) * D,
+                         static_cast<std::size_t>(k_len) * D, static_cast<std::size_t>(keep) * D, static_cast<std::size_t>(batch_));
         rows_[static_cast<std::size_t>(l)] = keep;
         age_[static_cast<std::size_t>(l)] = 1;
     }
 
+    // The same state as a host memory of the same shape (elements converted; bf16 rounds to nearest).
+    template <class H>
+    void upload(const Memory<H>& host) {
+        check_same(host);
+        if constexpr (std::is_same_v<H, T>) {
+            storage_.upload(data_.data(), host.data(0, 0), data_.size());
+        } else {
+            std::vector<T> staged(data_.size());
+            const H* src = host.data(0, 0);
+            for (std::size_t i = 0; i < staged.size(); ++i) staged[i] = static_cast<T>(static_cast<float>(src[i]));
+            storage_.upload(data_.data(), staged.data(), staged.size());
+        }
+        for (int l = 0; l < n_layer_; ++l) {
+            set_rows(l, host.rows(l));
+            set_age(l, host.age(l));
+        }
+    }
+    template <class H>
+    void download(Memory<H>& host) const {
+        check_same(host);
+        if constexpr (std::is_same_v<H, T>) {
+            storage_.download(host.data(0, 0), data_.data(), data_.size());
+        } else {
+            std::vector<T> staged(data_.size());
+            storage_.download(staged.data(), data_.data(), staged.size());
+            H* dst = host.data(0, 0);
+            for (std::size_t i = 0; i < staged.size(); ++i) dst[i] = static_cast<H>(static_cast<float>(staged[i]));
+        }
+        for (int l = 0; l < n_layer_; ++l) {
+            host.set_rows(l, rows(l));
+            host.set_age(l, age(l));
+        }
+    }
+    // A host copy in element type H (checkpoints).
+    template <class H>
+    Memory<H> to_host() const {
+        Memory<H> host(n_layer_, batch_, mem_len_, d_model_);
+        download(host);
+        return host;
+    }
+
 private:
-    static std::size_t checked_size(int n_layer, int batch, int mem_len, int d_model) {
-        require(n_layer > 0, "memory: n_layer must be positive, got ", n_layer);
-        require(batch > 0, "memory: batch must be positive, got ", batch);
-        require(mem_len >= 0, "memory: mem_len must be >= 0, got ", mem_len);
-        require(d_model > 0, "memory: d_model must be positive, got ", d_model);
-        return static_cast<std::size_t>(n_layer) * batch * mem_len * d_model;
+    template <class H>
+    void check_same(const Memory<H>& host) const {
+        require(host.n_layer() == n_layer_ && host.batch() == batch_ && host.mem_len() == mem_len_ && host.d_model() == d_model_,
+                "memory: host memory of another shape (", host.n_layer(), " layers, batch ", host.batch(), ", mem_len ",
+                host.mem_len(), ", d_model ", host.d_model(), ")");
     }
     std::size_t offset(int l, int b) const {
         return (static_cast<std::size_t>(l) * batch_ + b) * mem_len_ * d_model_;
     }
+
+    S storage_;
     int n_layer_ = 0, batch_ = 0, mem_len_ = 0, d_model_ = 0;
-    AlignedVector<T> data_;
+    typename S::template Buffer<T> data_;
     std::vector<int> rows_, age_;
 };
 

@@ -8,6 +8,8 @@
 
 #include "memtx/core/error.hpp"
 #include "memtx/core/philox.hpp"
+#include "memtx/nn/parameters.hpp"
+#include "memtx/stochastic/method.hpp"
 
 namespace memtx {
 
@@ -17,6 +19,8 @@ struct CrossHeadOptions {
 
 class CrossHead {
 public:
+    static constexpr const char* name = "cross-head";
+
     explicit CrossHead(CrossHeadOptions o = {}) : beta_(o.beta) {
         require(beta_ >= 0 && beta_ <= 1, "cross-head beta must be in [0, 1], got ", beta_);
     }
@@ -36,6 +40,15 @@ public:
         }
         return true;
     }
+
+    // The policy (stochastic/method.hpp): both phases; a fired layer reads its heads through
+    // its map. It freezes nothing.
+    void decide(const MethodStep& s, StepPlan& plan) const {
+        if (beta_ <= 0) return;
+        for (int l = 0; l < plan.n_layer(); ++l)
+            if (draw(s.seed, s.step, l, plan.head_map_storage(l))) plan.use_head_map(l);
+    }
+    void freeze(const StepPlan&, const ParamLayout&, std::span<std::uint8_t>) const {}
 
 private:
     double beta_;

@@ -2,7 +2,8 @@
 // Skip-Retain (phase 1 of the paper's two-phase training): at each optimizer step every layer
 // is skipped with its own probability, one Bernoulli draw per layer shared by the whole batch.
 // A skipped layer is the identity, computes and stores nothing, gets no gradient and no
-// optimizer update, and keeps its old memory, whose age grows (see DESIGN.md 2.1).
+// optimizer update, and keeps its old memory, whose age grows (its keys sit (age - 1) * tgt_len
+// further back).
 #include <cstdint>
 #include <span>
 #include <string_view>
@@ -10,6 +11,8 @@
 
 #include "memtx/core/error.hpp"
 #include "memtx/core/philox.hpp"
+#include "memtx/nn/parameters.hpp"
+#include "memtx/stochastic/method.hpp"
 
 namespace memtx {
 
@@ -31,6 +34,8 @@ inline SkipRetainOptions::Schedule parse_skip_schedule(std::string_view s) {
 
 class SkipRetain {
 public:
+    static constexpr const char* name = "skip-retain";
+
     SkipRetain(int n_layer, const SkipRetainOptions& o) : p_(static_cast<std::size_t>(n_layer)) {
         require(n_layer > 0, "skip-retain: n_layer must be positive, got ", n_layer);
         using S = SkipRetainOptions::Schedule;
@@ -70,6 +75,29 @@ public:
         for (std::size_t l = 0; l < p_.size(); ++l) {
             const RandomStream rs{seed, step, static_cast<std::uint32_t>(l), RandomPurpose::skip_draw};
             skip[l] = p_[l] > 0 && static_cast<double>(rs.uniform(0)) < p_[l] ? 1 : 0;
+        }
+    }
+
+    // The policy (stochastic/method.hpp): phase 1 only; its draws skip layers, whose parameter
+    // groups the optimizer leaves alone.
+    void decide(const MethodStep& s, StepPlan& plan) const {
+        if (s.phase != 1) return;
+        draw(s.seed, s.step, plan.skip_mask());
+    }
+    void freeze(const StepPlan& plan, const ParamLayout& layout, std::span<std::uint8_t> frozen) const {
+        const auto skip = plan.skip();
+        for (std::size_t k = 0; k < layout.entries.size(); ++k) {
+            const int l = layout.entries[k].layer;
+            if (!skip.empty() && l >= 0 && skip[static_cast<std::size_t>(l)]) frozen[k] = 1;
+        }
+    }
+    // frozen[k] = 1 for the groups (layout entries) of skipped layers; 0 for the rest (one flag per entry).
+    static void freeze_skipped(const ParamLayout& layout, std::span<const std::uint8_t> skip, std::span<std::uint8_t> frozen) {
+        require(frozen.size() == layout.entries.size(), "frozen flags: ", frozen.size(), " for ", layout.entries.size(),
+                " parameter groups");
+        for (std::size_t k = 0; k < layout.entries.size(); ++k) {
+            const int l = layout.entries[k].layer;
+            frozen[k] = !skip.empty() && l >= 0 && skip[static_cast<std::size_t>(l)] ? 1 : 0;
         }
     }
 

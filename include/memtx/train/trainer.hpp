@@ -1,90 +1,34 @@
 #pragma once
-// The training loop a researcher runs: ordered segments of a corpus with memory carried across
-// steps (reset at each epoch), gradient accumulation over batch chunks, warmup + cosine
-// schedule, Adam with clipping, periodic validation, checkpoints (last K plus the best by
-// validation) and a JSON-lines metrics file; resume continues bit-identically.
+// The training loop a researcher runs, for any model, device and task (train/task.hpp;
+// language modelling by default): the task's batches with gradient accumulation, the stochastic
+// methods' decisions every step (stochastic/methods.hpp), warmup + cosine schedule, Adam with
+// clipping, periodic validation, checkpoints (last K plus the best by validation) and a
+// JSON-lines metrics file; resume continues bit-identically.
 #include <algorithm>
 #include <bit>
-#include <optional>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <ostream>
 #include <regex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "memtx/core/error.hpp"
 #include "memtx/data/corpus.hpp"
-#include "memtx/data/segment_iterator.hpp"
 #include "memtx/io/checkpoint.hpp"
-#include "memtx/stochastic/cross_head.hpp"
-#include "memtx/stochastic/skip_retain.hpp"
+#include "memtx/stochastic/methods.hpp"
 #include "memtx/train/adam.hpp"
 #include "memtx/train/attention_reach.hpp"
-#include "memtx/train/train_step.hpp"
-#include "memtx/train/evaluate.hpp"
+#include "memtx/train/lm_task.hpp"
 #include "memtx/train/schedule.hpp"
+#include "memtx/train/task.hpp"
+#include "memtx/train/trainer_config.hpp"
 
 namespace memtx {
-
-// The paper's methods in the trainer: Skip-Retain in phase 1, then vanilla phase 2 after a
-// number of steps or when validation stops improving; cross-head attention in both phases.
-struct MethodsConfig {
-    bool skip_retain = false;
-    SkipRetainOptions skip;
-    long long phase1_steps = 0;   // > 0: switch to phase 2 after this many optimizer steps
-    int phase1_patience = 0;      // > 0: switch when validation has not improved this many times
-    double cross_head_beta = 0.0; // 0: off
-};
-
-struct TrainerConfig {
-    int batch = 16;
-    int tgt_len = 128;
-    int mem_len = 128;
-    int clamp_len = 0;
-    bool same_length = false;
-    int batch_chunk = 1;          // gradient accumulation: the batch runs in this many chunks
-    long long max_step = 1000;
-    int log_interval = 50;
-    int eval_interval = 500;      // validation + checkpoint every this many steps
-    EvalOptions eval;             // validation / test settings
-    LrSchedule schedule;
-    AdamOptions adam;
-    std::filesystem::path checkpoint_dir;   // empty: no checkpoints
-    int keep_checkpoints = 3;
-    std::filesystem::path metrics_file;     // empty: no metrics file
-    bool resume = false;                    // continue from the newest checkpoint in checkpoint_dir
-    std::map<std::string, std::string> checkpoint_metadata;   // e.g. the preset name
-    MethodsConfig methods;
-    bool reach = false;           // report attention reach per layer on the validation split at the end
-};
-
-inline void validate(const TrainerConfig& c) {
-    require(c.batch > 0, "batch must be positive, got ", c.batch);
-    require(c.tgt_len > 0, "tgt_len must be positive, got ", c.tgt_len);
-    require(c.mem_len >= 0, "mem_len must be >= 0, got ", c.mem_len);
-    require(c.clamp_len >= 0, "clamp_len must be >= 0, got ", c.clamp_len);
-    require(c.batch_chunk > 0 && c.batch % c.batch_chunk == 0, "batch_chunk must divide the batch (", c.batch,
-            "), got ", c.batch_chunk);
-    require(c.max_step > 0, "max_step must be positive, got ", c.max_step);
-    require(c.log_interval > 0, "log_interval must be positive, got ", c.log_interval);
-    require(c.eval_interval > 0, "eval_interval must be positive, got ", c.eval_interval);
-    require(c.keep_checkpoints > 0, "keep_checkpoints must be positive, got ", c.keep_checkpoints);
-    require(!c.resume || !c.checkpoint_dir.empty(), "resume needs a checkpoint directory");
-    require(!(c.same_length && c.mem_len == 0), "same_length needs mem_len > 0");
-    require(c.methods.phase1_steps >= 0, "phase-1 steps must be >= 0, got ", c.methods.phase1_steps);
-    require(c.methods.phase1_patience >= 0, "phase-1 patience must be >= 0, got ", c.methods.phase1_patience);
-    require(c.methods.skip_retain || (c.methods.phase1_steps == 0 && c.methods.phase1_patience == 0),
-            "a phase-1 length or patience needs Skip-Retain on");
-    CrossHead(CrossHeadOptions{c.methods.cross_head_beta});   // validates beta
-    validate(c.eval);
-    validate(c.schedule);
-    validate(c.adam);
-}
 
 struct StepReport {
     long long step = 0;   // optimizer steps done after this one
@@ -113,35 +57,20 @@ inline std::filesystem::path latest_checkpoint(const std::filesystem::path& dir)
     return best;
 }
 
-// Any backend: the model's optimizer (OptimizerFor<Model>: memtx::Adam on the host, the device
-// model's own on a GPU) and memory type (Model::MemoryType).
-template <class Model>
+template <class Model, class Task = LanguageModelTask<Model>>
+    requires TrainingTask<Task>
 class Trainer {
 public:
     using T = typename Model::Scalar;
     using Optimizer = OptimizerFor<Model>;
-    using MemoryType = typename Model::MemoryType;
 
-    Trainer(Model& model, const Corpus& corpus, TrainerConfig config)
-        : model_(model), corpus_(corpus), config_((validate(config), std::move(config))),
-          train_(corpus.train, config_.batch, config_.tgt_len, "training"),
-          adam_(model, config_.adam), evaluator_(model, config_.eval),
-          x_(static_cast<std::size_t>(config_.batch) * config_.tgt_len), y_(x_.size()),
-          cross_head_(CrossHeadOptions{config_.methods.cross_head_beta}),
-          skip_mask_(static_cast<std::size_t>(Model::shape.n_layer), 0), frozen_(model.layout().entries.size(), 0),
-          maps_(static_cast<std::size_t>(Model::shape.n_layer) * Model::shape.n_head),
-          map_ptrs_(static_cast<std::size_t>(Model::shape.n_layer), nullptr) {
-        if constexpr (requires { Model::measures_reach; })
-            require(!config_.reach || Model::measures_reach,
-                    "attention reach is measured by the CPU model only: train without --reach, or measure it on memtx::Cpu");
-        if (config_.methods.skip_retain) skip_.emplace(Model::shape.n_layer, config_.methods.skip);
-        const int chunk = config_.batch / config_.batch_chunk;
-        for (int c = 0; c < config_.batch_chunk; ++c) memories_.push_back(model.make_memory(chunk, config_.mem_len));
-        // phase 1: plan for retained memory (any age needs the same M + 2Q - 1 position rows)
-        model_.reserve(chunk, config_.tgt_len, config_.mem_len, config_.methods.skip_retain ? config_.tgt_len : 0);
-        // the validation and test splits must fit the evaluation shape before training starts
-        SegmentIterator(corpus.valid, config_.eval.batch, config_.eval.tgt_len, "validation");
-        SegmentIterator(corpus.test, config_.eval.batch, config_.eval.tgt_len, "test");
+    // The task is built from the model, its data (a Corpus for language modelling) and the
+    // config; the trainer keeps references to the model and the data, which outlive it.
+    template <class Data>
+    Trainer(Model& model, const Data& data, TrainerConfig config)
+        : model_(model), config_((validate(config), std::move(config))), task_(model, data, config_),
+          adam_(model, config_.adam), methods_(config_.methods, Model::shape.n_layer),
+          plan_(Model::shape.n_layer, Model::shape.n_head, model.layout().entries.size()) {
         if (!config_.checkpoint_dir.empty()) std::filesystem::create_directories(config_.checkpoint_dir);
         if (config_.resume) resume();
         if (!config_.metrics_file.empty()) {
@@ -149,81 +78,59 @@ public:
             require(metrics_.good(), "cannot open metrics file '", config_.metrics_file.string(), "'");
         }
     }
+    template <class Data>
+    Trainer(Model&, const Data&&, TrainerConfig) = delete;   // a temporary would dangle: keep the data alive
 
     const TrainState& state() const { return state_; }
     const TrainerConfig& config() const { return config_; }
     Optimizer& optimizer() { return adam_; }
-    std::vector<MemoryType>& memories() { return memories_; }
+    Task& task() { return task_; }
+    // The memories of a task that carries them (language modelling: one per batch chunk).
+    auto& memories()
+        requires requires(Task& t) { t.memories(); }
+    {
+        return task_.memories();
+    }
     bool done() const { return state_.step >= config_.max_step; }
-    // Bits per character for byte/symbol corpora, perplexity for words.
-    bool reports_perplexity() const { return corpus_.vocab.kind() == CorpusKind::words; }
-    std::string metric_name() const { return reports_perplexity() ? "ppl" : "bpc"; }
-    double metric(double nats) const { return reports_perplexity() ? std::exp(nats) : nats / std::log(2.0); }
+    std::string metric_name() const { return task_.metric_name(); }
+    double metric(double loss) const { return task_.metric(loss); }
 
-    // One optimizer step over the next training segment (all batch chunks).
+    // One optimizer step over the task's next batch (all chunks).
     StepReport step() {
         const auto t0 = std::chrono::steady_clock::now();
-        if (state_.segment >= train_.n_segments()) {   // new epoch: fresh memory, as the reference
-            ++state_.epoch;
-            state_.segment = 0;
-            for (auto& m : memories_) m.reset();
-        }
-        const int len = train_.segment_len(state_.segment);
-        const std::size_t n = static_cast<std::size_t>(config_.batch) * len;
-        train_.fill(state_.segment, std::span(x_).first(n), std::span(y_).first(n));
-
+        const std::int64_t n = task_.begin_step(state_);
         const double lr = config_.schedule.at(state_.step + 1);
         adam_.set_lr(lr);
         model_.zero_grad();
-        const int chunk = config_.batch / config_.batch_chunk;
-        const std::size_t chunk_tokens = static_cast<std::size_t>(chunk) * len;
+        const MethodStep decision{model_.options().seed, static_cast<std::uint64_t>(state_.step), state_.phase};
+        methods_.plan(decision, model_.layout(), plan_);
         StepOptions opt;
         opt.training = true;
         opt.step = static_cast<std::uint64_t>(state_.step);
-        opt.clamp_len = config_.clamp_len;
-        opt.same_length = config_.same_length;
-        opt.loss_scale = 1.0 / config_.batch_chunk;
-        StepReport r;
-        r.phase = state_.phase;
-        const bool skipping = skip_.has_value() && state_.phase == 1;
-        if (skipping) {   // one draw per layer for the whole batch (all chunks)
-            skip_->draw(model_.options().seed, opt.step, skip_mask_);
-            opt.skip = skip_mask_.data();
-        }
-        if (cross_head_.beta() > 0) {
-            const int H = Model::shape.n_head;
-            for (int l = 0; l < Model::shape.n_layer; ++l) {
-                int* map = maps_.data() + static_cast<std::size_t>(l) * H;
-                const bool fired = cross_head_.draw(model_.options().seed, opt.step, l, std::span<int>(map, static_cast<std::size_t>(H)));
-                map_ptrs_[static_cast<std::size_t>(l)] = fired ? map : nullptr;
-                if (fired && l < 64) r.cross_head |= std::uint64_t{1} << l;
-            }
-            opt.head_maps = map_ptrs_.data();
-        }
-        for (int l = 0; l < Model::shape.n_layer && l < 64; ++l)
-            if (skipping && skip_mask_[static_cast<std::size_t>(l)]) r.skipped |= std::uint64_t{1} << l;
+        opt.skip = plan_.skip();
+        opt.head_maps = plan_.head_maps();
         double loss_sum = 0;
-        for (int c = 0; c < config_.batch_chunk; ++c) {   // batch rows are contiguous: chunks are slices
-            opt.batch_offset = static_cast<std::int64_t>(c) * chunk;
-            const auto xs = std::span<const std::int32_t>(x_).subspan(c * chunk_tokens, chunk_tokens);
-            const auto ys = std::span<const std::int32_t>(y_).subspan(c * chunk_tokens, chunk_tokens);
-            loss_sum += model_.forward_backward(xs, ys, memories_[static_cast<std::size_t>(c)], opt).sum;
-        }
-        frozen_groups(model_.layout(), opt.skip, frozen_);   // skipped layers: no optimizer update
-        const double norm = optimizer_step(adam_, model_, frozen_);
+        for (int c = 0; c < task_.chunks(); ++c) loss_sum += task_.forward_backward(c, opt).sum;
+        const double norm = optimizer_step(adam_, model_, plan_.frozen());
         ++state_.step;
         ++state_.segment;
+        StepReport r;
+        r.phase = state_.phase;
+        for (int l = 0; l < Model::shape.n_layer && l < 64; ++l) {
+            if (plan_.skipped(l)) r.skipped |= std::uint64_t{1} << l;
+            if (plan_.head_map_used(l)) r.cross_head |= std::uint64_t{1} << l;
+        }
         r.step = state_.step;
         r.lr = lr;
         r.loss = loss_sum / static_cast<double>(n);
         r.grad_norm = norm;
-        r.tokens = static_cast<long long>(n);
+        r.tokens = n;
         r.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
         return r;
     }
 
-    EvalResult evaluate_valid() { return evaluator_.run(corpus_.valid, "validation"); }
-    EvalResult evaluate_test() { return evaluator_.run(corpus_.test, "test"); }
+    EvalResult evaluate_valid() { return task_.evaluate(Split::valid); }
+    EvalResult evaluate_test() { return task_.evaluate(Split::test); }
 
     // The whole run: steps with a progress line per log interval, validation and checkpoint
     // per eval interval, then final validation and test.
@@ -251,7 +158,7 @@ public:
                               "step %7lld | lr %.3e | loss %.4f | %s %8.4f | grad norm %7.3f | %7.0f tok/s | %7.1f ms/step | ETA %s",
                               r.step, r.lr, mean_loss, metric_name().c_str(), metric(mean_loss), r.grad_norm,
                               window_tokens / (window_ms / 1e3), ms, format_duration(eta_s).c_str());
-                if (skip_) {
+                if (methods_.two_phase()) {
                     char extra[96];
                     std::snprintf(extra, sizeof extra, " | phase %d | skipped %.2f of layers", state_.phase,
                                   static_cast<double>(window_skipped) / (window_steps * Model::shape.n_layer));
@@ -264,7 +171,8 @@ public:
                 window_loss = window_ms = 0;
                 window_tokens = window_steps = 0;
             }
-            if (state_.phase == 1 && skip_ && config_.methods.phase1_steps > 0 && state_.step >= config_.methods.phase1_steps)
+            if (state_.phase == 1 && methods_.two_phase() && config_.methods.phase1_steps > 0 &&
+                state_.step >= config_.methods.phase1_steps)
                 switch_to_phase2(log, "steps");
             if (r.step % config_.eval_interval == 0 || done()) validate_and_checkpoint(log);
         }
@@ -290,44 +198,27 @@ public:
         std::snprintf(line, sizeof line, "valid | step %lld | loss %.4f | %s %.4f%s", state_.step, v.loss,
                       metric_name().c_str(), metric(v.loss), best ? " | best" : "");
         log << line << std::endl;
-        if (state_.phase == 1 && skip_ && config_.methods.phase1_patience > 0 &&
+        if (state_.phase == 1 && methods_.two_phase() && config_.methods.phase1_patience > 0 &&
             state_.stale_evals >= config_.methods.phase1_patience)
             switch_to_phase2(log, "patience");
         if (!config_.checkpoint_dir.empty()) save(best);
     }
 
-    // Ends Skip-Retain: from the next step on no layer is skipped; weights and optimizer state
-    // carry on, and retained memories return to age 1 as each layer writes its memory again.
+    // Ends phase 1 (Skip-Retain): from the next step on no layer is skipped; weights and
+    // optimizer state carry on, and retained memories return to age 1 as each layer writes again.
     void switch_to_phase2(std::ostream& log, const char* reason) {
-        require(skip_.has_value(), "phase switch requested, but Skip-Retain is off");
+        require(methods_.two_phase(), "phase switch requested, but Skip-Retain is off");
         require(state_.phase == 1, "phase switch requested in phase ", state_.phase);
         state_.phase = 2;
         write_metric(detail::concat("{\"type\":\"phase\",\"step\":", state_.step, ",\"phase\":2,\"reason\":\"", reason, "\"}"));
         log << "phase 2 (vanilla) from step " << state_.step << " (" << reason << ")" << std::endl;
     }
 
-    // Attention reach per layer on the validation split (no skipping, fresh memory).
-    std::vector<LayerReach> measure_reach() {
-        AttentionReach reach(Model::shape.n_layer);
-        evaluator_.run(corpus_.valid, "validation", &reach);
-        std::vector<LayerReach> out;
-        for (int l = 0; l < Model::shape.n_layer; ++l) out.push_back(reach.layer(l));
-        return out;
-    }
-
-    void report_reach(std::ostream& log) {
-        const auto reach = measure_reach();
-        log << "attention reach on the validation split (tokens back; eval mem_len " << config_.eval.mem_len << ")\n";
-        for (std::size_t l = 0; l < reach.size(); ++l) {
-            char line[128];
-            std::snprintf(line, sizeof line, "  layer %2zu | mean %8.2f | p90 %6lld", l, reach[l].mean,
-                          static_cast<long long>(reach[l].p90));
-            log << line << "\n";
-            write_metric(detail::concat("{\"type\":\"reach\",\"step\":", state_.step, ",\"layer\":", l, ",\"mean\":",
-                                        num(reach[l].mean), ",\"p90\":", reach[l].p90, "}"));
-        }
-        log.flush();
-        if (metrics_.is_open()) metrics_.flush();
+    // Attention reach per layer on the validation split, where the task measures it.
+    std::vector<LayerReach> measure_reach()
+        requires requires(Task& t) { t.measure_reach(); }
+    {
+        return task_.measure_reach();
     }
 
     // Writes ckpt_<step>.safetensors (and best.safetensors), keeps the newest K.
@@ -336,11 +227,12 @@ public:
         state_.metrics_offset = metrics_.is_open() ? static_cast<long long>(std::filesystem::file_size(config_.metrics_file)) : 0;
         char name[64];
         std::snprintf(name, sizeof name, "ckpt_%010lld.safetensors", state_.step);
-        const auto file = config_.checkpoint_dir / name;
-        save_checkpoint(file, model_, adam_, std::span<const MemoryType>(memories_), state_, corpus_.vocab,
-                        config_.checkpoint_metadata);
-        if (best) save_checkpoint(config_.checkpoint_dir / "best.safetensors", model_, adam_,
-                                  std::span<const MemoryType>(memories_), state_, corpus_.vocab, config_.checkpoint_metadata);
+        const auto write = [&](const std::filesystem::path& file) {
+            save_checkpoint(file, model_, adam_, state_, [&](io::SafetensorsWriter& w) { task_.save_state(w); },
+                            config_.checkpoint_metadata);
+        };
+        write(config_.checkpoint_dir / name);
+        if (best) write(config_.checkpoint_dir / "best.safetensors");
         std::vector<std::filesystem::path> all;
         for (const auto& e : std::filesystem::directory_iterator(config_.checkpoint_dir)) {
             const std::string f = e.path().filename().string();
@@ -355,13 +247,31 @@ private:
     void resume() {
         const auto file = latest_checkpoint(config_.checkpoint_dir);
         require(!file.empty(), "resume: no checkpoint (ckpt_<step>.safetensors) in '", config_.checkpoint_dir.string(), "'");
-        state_ = load_checkpoint(file, model_, adam_, std::span<MemoryType>(memories_), corpus_.vocab);
-        require(state_.segment <= train_.n_segments(), "checkpoint '", file.string(), "' is at segment ", state_.segment,
-                " of an epoch, but this corpus has ", train_.n_segments(), " (another batch or tgt_len?)");
+        state_ = load_checkpoint(file, model_, adam_, [&](const io::SafetensorsReader& r, const std::string& where,
+                                                          const TrainState& st) { return task_.stage_state(r, where, st); });
         // Metrics written after the checkpoint belong to the interrupted run: drop them.
         if (!config_.metrics_file.empty() && std::filesystem::exists(config_.metrics_file) &&
             std::filesystem::file_size(config_.metrics_file) > static_cast<std::uintmax_t>(state_.metrics_offset))
             std::filesystem::resize_file(config_.metrics_file, static_cast<std::uintmax_t>(state_.metrics_offset));
+    }
+
+    void report_reach(std::ostream& log) {
+        if constexpr (requires(Task& t) { t.measure_reach(); }) {
+            const auto reach = task_.measure_reach();
+            log << "attention reach on the validation split (tokens back; eval mem_len " << config_.eval.mem_len << ")\n";
+            for (std::size_t l = 0; l < reach.size(); ++l) {
+                char line[128];
+                std::snprintf(line, sizeof line, "  layer %2zu | mean %8.2f | p90 %6lld", l, reach[l].mean,
+                              static_cast<long long>(reach[l].p90));
+                log << line << "\n";
+                write_metric(detail::concat("{\"type\":\"reach\",\"step\":", state_.step, ",\"layer\":", l, ",\"mean\":",
+                                            num(reach[l].mean), ",\"p90\":", reach[l].p90, "}"));
+            }
+            log.flush();
+            if (metrics_.is_open()) metrics_.flush();
+        } else {
+            throw Error("attention reach: this task does not measure it");
+        }
     }
 
     void write_metric(const std::string& json) {
@@ -382,20 +292,16 @@ private:
     }
 
     Model& model_;
-    const Corpus& corpus_;
     TrainerConfig config_;
-    SegmentIterator train_;
+    Task task_;
     Optimizer adam_;
-    Evaluator<Model> evaluator_;
-    std::vector<MemoryType> memories_;
-    std::vector<std::int32_t> x_, y_;
+    Methods methods_;
+    StepPlan plan_;
     TrainState state_;
     std::ofstream metrics_;
-    CrossHead cross_head_;
-    std::optional<SkipRetain> skip_;
-    std::vector<std::uint8_t> skip_mask_, frozen_;
-    std::vector<int> maps_;
-    std::vector<const int*> map_ptrs_;
 };
+
+template <class Model, class Data>
+Trainer(Model&, const Data&, TrainerConfig) -> Trainer<Model>;
 
 } // namespace memtx
