@@ -125,14 +125,12 @@ int main(int argc, char** argv) {
     app.add_option("--precision", o.precision, "with --backend cuda: fp32 | bf16 (bf16 activations and weight copies, fp32 masters)")
         ->check(CLI::IsMember({"fp32", "bf16"}));
     app.add_option("--seed", o.seed, "seed of initialisation and every random decision");
-    app.add_option("--threads", o.threads, "CPU threads (0: all cores)")->check(CLI::Range(0, 1024));
+    app.add_option("--threads", t.threads, "CPU threads (0: all cores)")->check(CLI::Range(0, 1024));
     CLI11_PARSE(app, argc, argv);
 
     try {
-        if (o.threads > 0) memtx::set_num_threads(o.threads);
         t.schedule.kind = memtx::parse_schedule(schedule);
         t.methods.skip = {memtx::parse_skip_schedule(skip_schedule), skip_p, skip_probs};
-        t.schedule.max_step = t.max_step;
         if (t.eval.mem_len > 0 && !app.count("--eval-mem-len")) t.eval.mem_len = t.mem_len;
         if (!app.count("--eval-tgt-len")) t.eval.tgt_len = t.tgt_len;
         memtx::Corpus corpus;
@@ -142,7 +140,7 @@ int main(int argc, char** argv) {
             if (!app.count("--batch")) t.batch = 8;
             if (!app.count("--tgt-len")) t.tgt_len = t.eval.tgt_len = 64;
             if (!app.count("--mem-len")) t.mem_len = t.eval.mem_len = 64;
-            if (!app.count("--steps")) t.max_step = t.schedule.max_step = 1000;
+            if (!app.count("--steps")) t.max_step = 1000;
             if (!app.count("--eval-interval")) t.eval_interval = 250;
             if (!app.count("--log-interval")) t.log_interval = 100;
             if (!app.count("--lr")) t.schedule.lr = 2e-3;

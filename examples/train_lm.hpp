@@ -2,6 +2,7 @@
 // The example trainer's options and the per-preset entry points (one translation unit each,
 // so presets compile in parallel; the CUDA ones in train_lm_cuda.cu). Backend-neutral: the
 // model headers come with each translation unit.
+#include <memtx/core/build_info.hpp>
 #include <memtx/core/threads.hpp>
 #include <memtx/data/corpus.hpp>
 #include <memtx/train/trainer.hpp>
@@ -21,7 +22,6 @@ struct TrainOptions {
     std::string precision = "fp32";   // CUDA: fp32 | bf16 (mixed precision)
     std::uint64_t seed = 1;
     float dropout = 0.1f, dropatt = 0.0f;
-    int threads = 0;   // 0: all cores
     memtx::TrainerConfig trainer;
 };
 
@@ -35,19 +35,21 @@ inline memtx::ModelOptions model_options(const TrainOptions& o) {
     return {.seed = o.seed, .dropout = o.dropout, .dropatt = o.dropatt};
 }
 
-// Trains `model` (any backend) with the options' trainer; `where` names the hardware.
-template <class Model>
-int run_model(Model& model, const TrainOptions& o, const memtx::Corpus& corpus, const std::string& where) {
+// Trains `model` (any backend) with the options' trainer; `where()` names the hardware (asked
+// once the trainer has set the thread count).
+template <class Model, class Where>
+int run_model(Model& model, const TrainOptions& o, const memtx::Corpus& corpus, Where&& where) {
     constexpr memtx::ModelShape S = Model::shape;
     auto cfg = o.trainer;
     cfg.checkpoint_metadata["memtx.preset"] = o.preset;
     memtx::Trainer<Model> trainer(model, corpus, cfg);
+    std::printf("%s\n", memtx::build_info().summary().c_str());
     std::printf("memtx train_lm | preset %s: %d layers, d_model %d, %d heads x %d, d_inner %d, vocab %d (%d used), %zu parameters\n",
                 o.preset.c_str(), S.n_layer, S.d_model, S.n_head, S.d_head, S.d_inner, S.vocab, corpus.vocab.size(),
                 model.layout().total);
     std::printf("data %s (%s): %zu train / %zu valid / %zu test tokens | batch %d (chunks %d) tgt_len %d mem_len %d | %s%s\n",
                 corpus.name.c_str(), memtx::corpus_kind_name(corpus.vocab.kind()), corpus.train.size(), corpus.valid.size(),
-                corpus.test.size(), cfg.batch, cfg.batch_chunk, cfg.tgt_len, cfg.mem_len, where.c_str(),
+                corpus.test.size(), cfg.batch, cfg.batch_chunk, cfg.tgt_len, cfg.mem_len, where().c_str(),
                 cfg.resume ? (" | resumed at step " + std::to_string(trainer.state().step)).c_str() : "");
     std::fflush(stdout);
     trainer.run(std::cout);

@@ -9,7 +9,7 @@ namespace memtx_examples {
 template <memtx::ModelShape S>
 int run_shape(const TrainOptions& o, const memtx::Corpus& corpus) {
     memtx::TransformerXL<S, memtx::Cpu, float> model(model_options(o));
-    return run_model(model, o, corpus, std::to_string(memtx::num_threads()) + " threads");
+    return run_model(model, o, corpus, [] { return std::to_string(memtx::num_threads()) + " threads"; });
 }
 
 } // namespace memtx_examples

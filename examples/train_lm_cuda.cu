@@ -12,8 +12,8 @@ template <memtx::ModelShape S, class Act>
 int run_precision(const TrainOptions& o, const memtx::Corpus& corpus) {
     memtx::TransformerXL<S, memtx::Cuda, Act> model(model_options(o), o.device);
     const auto& props = model.device().platform().context().properties();
-    return run_model(model, o, corpus,
-                     std::string("CUDA device ") + std::to_string(o.device) + " (" + props.name + "), " + o.precision);
+    const std::string where = std::string("CUDA device ") + std::to_string(o.device) + " (" + props.name + "), " + o.precision;
+    return run_model(model, o, corpus, [&] { return where; });
 }
 
 template <memtx::ModelShape S>

@@ -29,11 +29,11 @@ TEST_CASE("token ids outside the vocabulary are rejected", "[bad_input]") {
     memtx::StepOptions opt;
     SECTION("input id == vocab") {
         x[2] = 10;
-        CHECK_THROWS_WITH(model.forward_backward(x, y, mem, opt), Contains("input token id 10 at position 2") && Contains("[0, 10)"));
+        CHECK_THROWS_WITH(model.forward_backward(x, y, mem, opt), Contains("input token id 10 at (row 1, column 0)") && Contains("[0, 10)"));
     }
     SECTION("negative target id") {
         y[3] = -1;
-        CHECK_THROWS_WITH(model.forward_backward(x, y, mem, opt), Contains("target token id -1 at position 3"));
+        CHECK_THROWS_WITH(model.forward_backward(x, y, mem, opt), Contains("target token id -1 at (row 1, column 1)"));
     }
     SECTION("the memory is untouched by a rejected call") {
         x[0] = 99;

@@ -374,7 +374,7 @@ TEST_CASE("two-phase training: decisions survive a resume, phase 2 never skips, 
     memtx::Trainer<M4>(full, corpus, cfg("full", 12)).run(log);
     {
         M4 part({.seed = 2});
-        memtx::Trainer<M4>(part, corpus, cfg("split", 4)).run(log);
+        memtx::Trainer<M4>(part, corpus, cfg("split", 12)).run(log, 4);   // paused after step 4, as if killed
     }
     M4 resumed({.seed = 2});
     auto rc = cfg("split", 12);

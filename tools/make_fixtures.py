@@ -6,8 +6,9 @@ Run with Debian's python (torch installed there):
 
 See tools/README.md for the file layout. Output is byte-for-byte deterministic.
 Before writing, every configuration is cross-checked against
-  * a slow, loop-based forward pass written directly from DESIGN.md (direct relative indexing,
-    element-wise masks, per-element sinusoids): loss, logits and new memories must agree;
+  * a slow, loop-based forward pass written directly from docs/spec.md section 3 (direct
+    relative indexing, element-wise masks, per-element sinusoids): loss, logits and new
+    memories must agree;
   * a direct-index BD (q_i + r_r_bias) . r_{M+i-j} vs the _rel_shift BD on unmasked entries;
   * torch.autograd.gradcheck of the loss w.r.t. a few parameters (float64).
 """
@@ -133,7 +134,7 @@ def init_interesting(model, seed):
 
 
 # --------------------------------------------------------------------------------------------
-# independent slow forward, straight from DESIGN.md section 1
+# independent slow forward, straight from docs/spec.md section 3 (the forward pass of one segment)
 # --------------------------------------------------------------------------------------------
 
 def _ln(x, w, b, eps=1e-5):

@@ -10,7 +10,7 @@ per segment s, the forced decisions and the ages:
     seg{s}.skip      I64 (n_layer)     1 = layer skipped at segment s
     seg{s}.head_map  I64 (n_layer, H)  head_map[l][h] = source head of target head h
     seg{s}.ages      I64 (n_layer)     every layer's memory age AFTER segment s
-Semantics (memtx's conventions; see tools/README.md, DESIGN.md section 2):
+Semantics (memtx's conventions; see tools/README.md and docs/spec.md, sections 6-7):
   * a skipped layer is the identity, keeps its memory, and its age grows by 1; a layer that
     runs writes mem = cat(mem, its input)[-mem_len:] and gets age 1 (ages start at 1);
   * a layer with memory age a (before the segment) and M memory rows puts memory key j of

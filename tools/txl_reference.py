@@ -1,6 +1,6 @@
 """Independent PyTorch reference of Transformer-XL (relative partial-learnable attention).
 
-Written from the formulas in DESIGN.md section 1 (the original `mem_transformer.py`,
+Written from the formulas in docs/spec.md section 3 (the original `mem_transformer.py`,
 `attn_type=0` semantics). Used by tools/make_fixtures.py to dump golden fixtures for the C++
 tests and by tools/bench_pytorch.py as a speed baseline.
 
@@ -9,7 +9,7 @@ mask, memory ages and per-layer head maps; see tools/README.md) for
 tools/make_method_fixtures.py. The vanilla forward() path does not use any of it.
 
 Internal layout is batch-major: hidden states are (B, Q, D), memories (B, M, D).
-The state_dict names/shapes match the original implementation (see DESIGN.md section 1).
+The state_dict names/shapes match the original implementation (see docs/spec.md sections 2 and 11).
 """
 
 import math

@@ -2,6 +2,7 @@
 // memtx: Transformer-XL with Skip-Retain and stochastic cross-head attention, header-only.
 // The one include for the CPU build (the CUDA build adds <memtx/cuda.hpp> in .cu files).
 #include "memtx/core/backend.hpp"
+#include "memtx/core/build_info.hpp"
 #include "memtx/core/config.hpp"
 #include "memtx/core/error.hpp"
 #include "memtx/core/philox.hpp"

@@ -2,6 +2,8 @@
 // Compile-time model architecture (ModelShape) and run-time options (model, optimizer).
 #include <cmath>
 #include <cstdint>
+#include <string>
+#include <string_view>
 
 #include "memtx/core/error.hpp"
 
@@ -36,10 +38,10 @@ struct ModelOptions {
     float init_std = 0.02f; // reference init: N(0, init_std), LayerNorm weight N(1, init_std)
 };
 
-inline void validate(const ModelOptions& o) {
-    require(o.dropout >= 0.0f && o.dropout < 1.0f, "dropout must be in [0, 1), got ", o.dropout);
-    require(o.dropatt >= 0.0f && o.dropatt < 1.0f, "dropatt must be in [0, 1), got ", o.dropatt);
-    require(o.init_std > 0.0f, "init_std must be positive, got ", o.init_std);
+inline void validate(const ModelOptions& o, std::string_view where = "ModelOptions") {
+    require_setting(o.dropout >= 0.0f && o.dropout < 1.0f, where, "dropout", "must be in [0, 1), got ", o.dropout);
+    require_setting(o.dropatt >= 0.0f && o.dropatt < 1.0f, where, "dropatt", "must be in [0, 1), got ", o.dropatt);
+    require_setting(o.init_std > 0.0f && std::isfinite(o.init_std), where, "init_std", "must be positive, got ", o.init_std);
 }
 
 // Adam (PyTorch semantics: bias-corrected, eps added after the square root, no weight decay)
@@ -52,14 +54,29 @@ struct AdamOptions {
     double clip = 0.25;   // global gradient norm; <= 0: no clipping
 };
 
+// Adam's settings besides the learning rate: what TrainerConfig holds, since there the
+// learning-rate schedule sets the rate every step.
+struct AdamSettings {
+    double beta1 = 0.9;
+    double beta2 = 0.999;
+    double eps = 1e-8;
+    double clip = 0.25;   // global gradient norm; <= 0: no clipping
+};
+
+inline AdamOptions adam_options(double lr, const AdamSettings& s) { return {lr, s.beta1, s.beta2, s.eps, s.clip}; }
+
 inline void validate_lr(double lr) { require(lr >= 0 && std::isfinite(lr), "learning rate must be finite and >= 0, got ", lr); }
 
-inline void validate(const AdamOptions& o) {
-    validate_lr(o.lr);
-    require(o.beta1 >= 0 && o.beta1 < 1, "beta1 must be in [0, 1), got ", o.beta1);
-    require(o.beta2 >= 0 && o.beta2 < 1, "beta2 must be in [0, 1), got ", o.beta2);
-    require(o.eps > 0, "eps must be positive, got ", o.eps);
-    require(std::isfinite(o.clip), "clip must be finite, got ", o.clip);
+inline void validate(const AdamSettings& o, std::string_view where = "AdamSettings") {
+    require_setting(o.beta1 >= 0 && o.beta1 < 1, where, "beta1", "must be in [0, 1), got ", o.beta1);
+    require_setting(o.beta2 >= 0 && o.beta2 < 1, where, "beta2", "must be in [0, 1), got ", o.beta2);
+    require_setting(o.eps > 0 && std::isfinite(o.eps), where, "eps", "must be positive, got ", o.eps);
+    require_setting(std::isfinite(o.clip), where, "clip", "must be finite, got ", o.clip);
+}
+
+inline void validate(const AdamOptions& o, std::string_view where = "AdamOptions") {
+    require_setting(o.lr >= 0 && std::isfinite(o.lr), where, "lr", "(the learning rate) must be finite and >= 0, got ", o.lr);
+    validate(AdamSettings{o.beta1, o.beta2, o.eps, o.clip}, where);
 }
 
 } // namespace memtx

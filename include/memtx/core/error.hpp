@@ -3,6 +3,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
 
 namespace memtx {
@@ -25,6 +26,14 @@ template <class... Parts>
 template <class... Parts>
 inline void require(bool ok, Parts&&... parts) {
     if (!ok) throw Error(detail::concat(std::forward<Parts>(parts)...));
+}
+
+// The same for a setting of a config struct, named by where it sits:
+// require_setting(c.mem_len >= 0, "TrainerConfig", "mem_len", "must be >= 0, got ", c.mem_len)
+// throws "TrainerConfig.mem_len must be >= 0, got -1".
+template <class... Parts>
+inline void require_setting(bool ok, std::string_view where, std::string_view field, Parts&&... parts) {
+    if (!ok) throw Error(detail::concat(where, '.', field, ' ', std::forward<Parts>(parts)...));
 }
 
 } // namespace memtx

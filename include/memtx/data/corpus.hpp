@@ -44,7 +44,7 @@ inline std::vector<std::int32_t> tokenize(std::string_view text, const Vocabular
 struct CorpusSpec {
     CorpusKind kind = CorpusKind::bytes;
     std::filesystem::path train;          // the training file, or the one file to split
-    std::filesystem::path valid, test;    // empty: taken from `train` by the fractions below
+    std::filesystem::path valid{}, test{};   // empty: taken from `train` by the fractions below
     double valid_fraction = 0.05;
     double test_fraction = 0.05;
 };

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "memtx/core/error.hpp"
 
@@ -24,6 +25,8 @@ public:
                 " x tgt_len ", tgt_len, " (each of the ", batch, " streams needs at least tgt_len + 1 = ", tgt_len + 1,
                 " tokens)");
     }
+    // A view of the tokens: over a temporary vector it would dangle.
+    SegmentIterator(std::vector<std::int32_t>&&, int, int, const char* = "data") = delete;
 
     int batch() const { return batch_; }
     int tgt_len() const { return tgt_len_; }

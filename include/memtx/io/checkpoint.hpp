@@ -181,4 +181,16 @@ TrainState load_checkpoint(const std::filesystem::path& file, Model& model, Opti
     return st;
 }
 
+// Model, optimizer and position only (a hand-written loop with nothing else to keep).
+template <class Model, class Optimizer>
+void save_checkpoint(const std::filesystem::path& file, const Model& model, const Optimizer& adam, const TrainState& state) {
+    save_checkpoint(file, model, adam, state, [](io::SafetensorsWriter&) {});
+}
+template <class Model, class Optimizer>
+TrainState load_checkpoint(const std::filesystem::path& file, Model& model, Optimizer& adam) {
+    return load_checkpoint(file, model, adam, [](const io::SafetensorsReader&, const std::string&, const TrainState&) {
+        return std::function<void()>([] {});
+    });
+}
+
 } // namespace memtx

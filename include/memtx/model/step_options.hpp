@@ -16,8 +16,8 @@ struct StepOptions {
     bool same_length = false;      // every query sees mem_len keys
     std::int64_t batch_offset = 0; // global index of this call's first batch row (batch chunks)
     double loss_scale = 1.0;       // gradient of loss_scale * mean loss (1/chunks for batch chunks)
-    std::span<const int* const> head_maps;   // per layer: null or (n_head) source heads (cross-head); empty: none
-    std::span<const std::uint8_t> skip;      // per layer: 1 = skipped this step (Skip-Retain); empty: none
+    std::span<const int* const> head_maps{};   // per layer: null or (n_head) source heads (cross-head); empty: none
+    std::span<const std::uint8_t> skip{};      // per layer: 1 = skipped this step (Skip-Retain); empty: none
     AttentionReach* reach = nullptr;         // when set, attention mass by distance is added to it
 };
 

@@ -198,7 +198,7 @@ public:
         check_context(ctx);
         const int N = ctx.batch * ctx.q_len;
         require(y.size() == static_cast<std::size_t>(N), "targets hold ", y.size(), " tokens, inputs ", N);
-        check_tokens(y, "target");
+        check_tokens(y, ctx.batch, "target");
         dev_.storage().upload(tokens_ + N, y.data(), y.size());
         SegmentLoss loss;
         loss.sum = head_.forward(dev_, head_saved_, out_in_, weights(), params_.data(), tokens_ + N, N);
@@ -244,7 +244,7 @@ public:
     // One training segment: forward, loss, backward (gradients accumulate), memory update.
     SegmentLoss forward_backward(std::span<const std::int32_t> x, std::span<const std::int32_t> y, MemoryType& mem,
                                  const StepOptions& opt) {
-        check_targets(x, y);
+        check_targets(x, y, mem.batch());
         SegmentContext ctx = forward(x, mem, opt);
         const SegmentLoss l = loss(ctx, y);
         backward(ctx);
@@ -254,7 +254,7 @@ public:
     // Forward only (dropout off unless opt.training): loss of the segment, memory updated.
     SegmentLoss evaluate(std::span<const std::int32_t> x, std::span<const std::int32_t> y, MemoryType& mem,
                          const StepOptions& opt) {
-        check_targets(x, y);
+        check_targets(x, y, mem.batch());
         SegmentContext ctx = forward(x, mem, opt);
         return loss(ctx, y);
     }
@@ -383,15 +383,17 @@ private:
         return RandomStream{options_.seed, opt.step, kNoLayer, p};
     }
 
-    void check_tokens(std::span<const std::int32_t> t, const char* what) const {
+    // t: (batch, len) row-major; a bad id is named by its (row, column).
+    void check_tokens(std::span<const std::int32_t> t, int batch, const char* what) const {
+        const std::size_t len = t.size() / static_cast<std::size_t>(batch);
         for (std::size_t i = 0; i < t.size(); ++i)
-            require(t[i] >= 0 && t[i] < S.vocab, what, " token id ", t[i], " at position ", i,
-                    " is outside the vocabulary [0, ", S.vocab, ")");
+            require(t[i] >= 0 && t[i] < S.vocab, what, " token id ", t[i], " at (row ", i / len, ", column ", i % len,
+                    ") is outside the vocabulary [0, ", S.vocab, ")");
     }
     // Before the forward, so that bad targets leave the memory as it was.
-    void check_targets(std::span<const std::int32_t> x, std::span<const std::int32_t> y) const {
+    void check_targets(std::span<const std::int32_t> x, std::span<const std::int32_t> y, int batch) const {
         require(y.size() == x.size(), "targets hold ", y.size(), " tokens, inputs ", x.size());
-        check_tokens(y, "target");
+        if (!y.empty() && y.size() % static_cast<std::size_t>(batch) == 0) check_tokens(y, batch, "target");
     }
     void check_context(const SegmentContext& ctx) const {
         require(ctx.generation != 0 && ctx.generation == generation_,
@@ -422,7 +424,7 @@ private:
                 for (int h = 0; h < S.n_head; ++h)
                     require(map[h] >= 0 && map[h] < S.n_head, "head map of layer ", l, ": head ", h, " reads head ", map[h],
                             ", outside [0, ", S.n_head, ")");
-        check_tokens(x, "input");
+        check_tokens(x, B, "input");
         return static_cast<int>(x.size() / static_cast<std::size_t>(B));
     }
 

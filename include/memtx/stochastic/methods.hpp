@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string_view>
 #include <tuple>
 
 #include "memtx/core/error.hpp"
@@ -24,12 +25,18 @@ struct MethodsConfig {
     double cross_head_beta = 0.0; // 0: off
 };
 
-inline void validate(const MethodsConfig& c) {
-    require(c.phase1_steps >= 0, "phase-1 steps must be >= 0, got ", c.phase1_steps);
-    require(c.phase1_patience >= 0, "phase-1 patience must be >= 0, got ", c.phase1_patience);
-    require(c.skip_retain || (c.phase1_steps == 0 && c.phase1_patience == 0),
-            "a phase-1 length or patience needs Skip-Retain on");
-    CrossHead(CrossHeadOptions{c.cross_head_beta});   // validates beta
+inline void validate(const MethodsConfig& c, std::string_view where = "MethodsConfig") {
+    require_setting(c.phase1_steps >= 0, where, "phase1_steps", "must be >= 0, got ", c.phase1_steps);
+    require_setting(c.phase1_patience >= 0, where, "phase1_patience", "must be >= 0, got ", c.phase1_patience);
+    require_setting(c.skip_retain || (c.phase1_steps == 0 && c.phase1_patience == 0), where, "phase1_steps",
+                    "(or phase1_patience): a phase-1 length or patience needs Skip-Retain on (skip_retain = true)");
+    require_setting(c.cross_head_beta >= 0 && c.cross_head_beta <= 1, where, "cross_head_beta",
+                    "(the cross-head beta) must be in [0, 1], got ", c.cross_head_beta);
+    require_setting(c.skip.p >= 0 && c.skip.p < 1, where, "skip.p", "(the skip probability) must be in [0, 1), got ",
+                    c.skip.p);
+    for (std::size_t i = 0; i < c.skip.probabilities.size(); ++i)
+        require_setting(c.skip.probabilities[i] >= 0 && c.skip.probabilities[i] < 1, where,
+                        detail::concat("skip.probabilities[", i, "]"), "must be in [0, 1), got ", c.skip.probabilities[i]);
 }
 
 class Methods {

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "memtx/data/segment_iterator.hpp"
@@ -30,11 +31,14 @@ struct EvalResult {
     double perplexity() const { return std::exp(loss); }
 };
 
-inline void validate(const EvalOptions& o) {
-    require(o.batch > 0, "eval batch must be positive, got ", o.batch);
-    require(o.tgt_len > 0, "eval tgt_len must be positive, got ", o.tgt_len);
-    require(o.mem_len >= 0, "eval mem_len must be >= 0, got ", o.mem_len);
-    require(o.clamp_len >= 0, "eval clamp_len must be >= 0, got ", o.clamp_len);
+inline void validate(const EvalOptions& o, std::string_view where = "EvalOptions") {
+    require_setting(o.batch > 0, where, "batch", "must be positive, got ", o.batch);
+    require_setting(o.tgt_len > 0, where, "tgt_len", "must be positive, got ", o.tgt_len);
+    require_setting(o.mem_len >= 0, where, "mem_len", "must be >= 0, got ", o.mem_len);
+    require_setting(o.clamp_len >= 0, where, "clamp_len", "must be >= 0, got ", o.clamp_len);
+    require_setting(!(o.same_length && o.mem_len == 0), where, "same_length", "needs mem_len > 0");
+    require_setting(o.max_segments == -1 || o.max_segments > 0, where, "max_segments",
+                    "must be -1 (the whole split) or positive, got ", o.max_segments);
 }
 
 // Owns the evaluation memory and segment buffers, made once and reused.

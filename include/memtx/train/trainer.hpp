@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "memtx/core/error.hpp"
+#include "memtx/core/threads.hpp"
 #include "memtx/data/corpus.hpp"
 #include "memtx/io/checkpoint.hpp"
 #include "memtx/stochastic/methods.hpp"
@@ -68,9 +69,10 @@ public:
     // config; the trainer keeps references to the model and the data, which outlive it.
     template <class Data>
     Trainer(Model& model, const Data& data, TrainerConfig config)
-        : model_(model), config_((validate(config), std::move(config))), task_(model, data, config_),
-          adam_(model, config_.adam), methods_(config_.methods, Model::shape.n_layer),
+        : model_(model), config_(resolved(std::move(config))), task_(model, data, config_),
+          adam_(model, adam_options(config_.schedule.lr, config_.adam)), methods_(config_.methods, Model::shape.n_layer),
           plan_(Model::shape.n_layer, Model::shape.n_head, model.layout().entries.size()) {
+        if (config_.threads > 0) set_num_threads(config_.threads);
         if (!config_.checkpoint_dir.empty()) std::filesystem::create_directories(config_.checkpoint_dir);
         if (config_.resume) resume();
         if (!config_.metrics_file.empty()) {
@@ -133,12 +135,13 @@ public:
     EvalResult evaluate_test() { return task_.evaluate(Split::test); }
 
     // The whole run: steps with a progress line per log interval, validation and checkpoint
-    // per eval interval, then final validation and test.
-    void run(std::ostream& log) {
+    // per eval interval, then final validation and test. stop_at > 0 pauses the run after that
+    // many steps (no final test): a Trainer with `resume` continues it bit-identically.
+    void run(std::ostream& log, long long stop_at = 0) {
         double window_loss = 0, window_ms = 0, total_ms = 0;
         long long window_skipped = 0;
         long long window_tokens = 0, window_steps = 0, timed_steps = 0;
-        while (!done()) {
+        while (!done() && (stop_at <= 0 || state_.step < stop_at)) {
             const StepReport r = step();
             window_loss += r.loss;
             window_ms += r.ms;
@@ -176,6 +179,7 @@ public:
                 switch_to_phase2(log, "steps");
             if (r.step % config_.eval_interval == 0 || done()) validate_and_checkpoint(log);
         }
+        if (!done()) return;
         if (config_.reach) report_reach(log);
         const EvalResult test = evaluate_test();
         write_metric(detail::concat("{\"type\":\"test\",\"step\":", state_.step, ",\"loss\":", num(test.loss), ",\"",

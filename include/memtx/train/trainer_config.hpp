@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <string_view>
 
 #include "memtx/core/config.hpp"
 #include "memtx/core/error.hpp"
@@ -21,12 +22,12 @@ struct TrainerConfig {
     int clamp_len = 0;
     bool same_length = false;
     int batch_chunk = 1;          // gradient accumulation: the batch runs in this many chunks
-    long long max_step = 1000;
+    long long max_step = 1000;    // optimizer steps; the schedule's cosine spans the same length
     int log_interval = 50;
     int eval_interval = 500;      // validation + checkpoint every this many steps
     EvalOptions eval;             // validation / test settings
-    LrSchedule schedule;
-    AdamOptions adam;
+    LrSchedule schedule;          // sets Adam's learning rate every step
+    AdamSettings adam;            // Adam's other settings and the gradient clip
     std::filesystem::path checkpoint_dir;   // empty: no checkpoints
     int keep_checkpoints = 3;
     std::filesystem::path metrics_file;     // empty: no metrics file
@@ -34,25 +35,38 @@ struct TrainerConfig {
     std::map<std::string, std::string> checkpoint_metadata;   // e.g. the preset name
     MethodsConfig methods;
     bool reach = false;           // report attention reach per layer on the validation split at the end
+    int threads = 0;              // OpenMP threads for the run; 0: leave OpenMP's setting (OMP_NUM_THREADS)
 };
 
 inline void validate(const TrainerConfig& c) {
-    require(c.batch > 0, "batch must be positive, got ", c.batch);
-    require(c.tgt_len > 0, "tgt_len must be positive, got ", c.tgt_len);
-    require(c.mem_len >= 0, "mem_len must be >= 0, got ", c.mem_len);
-    require(c.clamp_len >= 0, "clamp_len must be >= 0, got ", c.clamp_len);
-    require(c.batch_chunk > 0 && c.batch % c.batch_chunk == 0, "batch_chunk must divide the batch (", c.batch,
-            "), got ", c.batch_chunk);
-    require(c.max_step > 0, "max_step must be positive, got ", c.max_step);
-    require(c.log_interval > 0, "log_interval must be positive, got ", c.log_interval);
-    require(c.eval_interval > 0, "eval_interval must be positive, got ", c.eval_interval);
-    require(c.keep_checkpoints > 0, "keep_checkpoints must be positive, got ", c.keep_checkpoints);
-    require(!c.resume || !c.checkpoint_dir.empty(), "resume needs a checkpoint directory");
-    require(!(c.same_length && c.mem_len == 0), "same_length needs mem_len > 0");
-    validate(c.methods);
-    validate(c.eval);
-    validate(c.schedule);
-    validate(c.adam);
+    constexpr std::string_view w = "TrainerConfig";
+    require_setting(c.batch > 0, w, "batch", "must be positive, got ", c.batch);
+    require_setting(c.tgt_len > 0, w, "tgt_len", "must be positive, got ", c.tgt_len);
+    require_setting(c.mem_len >= 0, w, "mem_len", "must be >= 0, got ", c.mem_len);
+    require_setting(c.clamp_len >= 0, w, "clamp_len", "must be >= 0, got ", c.clamp_len);
+    require_setting(c.batch_chunk > 0 && c.batch % c.batch_chunk == 0, w, "batch_chunk", "must divide the batch (",
+                    c.batch, "), got ", c.batch_chunk);
+    require_setting(c.max_step > 0, w, "max_step", "must be positive, got ", c.max_step);
+    require_setting(c.log_interval > 0, w, "log_interval", "must be positive, got ", c.log_interval);
+    require_setting(c.eval_interval > 0, w, "eval_interval", "must be positive, got ", c.eval_interval);
+    require_setting(c.keep_checkpoints > 0, w, "keep_checkpoints", "must be positive, got ", c.keep_checkpoints);
+    require_setting(!c.resume || !c.checkpoint_dir.empty(), w, "resume", "needs a checkpoint_dir");
+    require_setting(!(c.same_length && c.mem_len == 0), w, "same_length", "needs mem_len > 0");
+    require_setting(c.threads >= 0, w, "threads", "must be >= 0 (0: OpenMP's default), got ", c.threads);
+    require_setting(c.schedule.max_step == 0 || c.schedule.max_step == c.max_step, w, "schedule.max_step", "is ",
+                    c.schedule.max_step, " but TrainerConfig.max_step is ", c.max_step,
+                    ": the cosine must end with the run (leave schedule.max_step 0 for the training length)");
+    validate(c.methods, "TrainerConfig.methods");
+    validate(c.eval, "TrainerConfig.eval");
+    validate(c.schedule, "TrainerConfig.schedule");
+    validate(c.adam, "TrainerConfig.adam");
+}
+
+// The config a Trainer runs: validated, with the schedule's length resolved to the run's.
+inline TrainerConfig resolved(TrainerConfig c) {
+    validate(c);
+    c.schedule.max_step = c.max_step;
+    return c;
 }
 
 } // namespace memtx
