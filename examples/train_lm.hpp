@@ -12,6 +12,7 @@
 #include <string>
 
 #include "presets.hpp"
+#include "sampling.hpp"
 
 namespace memtx_examples {
 
@@ -23,6 +24,7 @@ struct TrainOptions {
     std::uint64_t seed = 1;
     float dropout = 0.1f, dropatt = 0.0f;
     memtx::TrainerConfig trainer;
+    SampleOptions sample{.tokens = 0, .top_k = 0, .temperature = 0.8};   // the end-of-run sample
 };
 
 int run_tiny(const TrainOptions&, const memtx::Corpus&);
@@ -53,6 +55,14 @@ int run_model(Model& model, const TrainOptions& o, const memtx::Corpus& corpus, 
                 cfg.resume ? (" | resumed at step " + std::to_string(trainer.state().step)).c_str() : "");
     std::fflush(stdout);
     trainer.run(std::cout);
+    if (o.sample.tokens > 0 && trainer.done()) {
+        std::printf("sample | %d tokens from the trained model, temperature %.2f:\n", o.sample.tokens, o.sample.temperature);
+        std::fflush(stdout);
+        SampleOptions s = o.sample;
+        s.seed = o.seed;
+        s.mem_len = o.trainer.mem_len;   // the distances the model was trained on
+        sample_text(model, corpus.vocab, s, std::cout);
+    }
     return 0;
 }
 

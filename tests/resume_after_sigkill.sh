@@ -9,7 +9,7 @@ work=$2
 generate=${3:-}
 rm -rf "$work"
 mkdir -p "$work"
-flags=(--steps 120 --eval-interval 40 --log-interval 40 --threads 1 --seed 5 --dropout 0.1)
+flags=(--corpus sample --steps 120 --eval-interval 40 --log-interval 40 --threads 1 --seed 5 --dropout 0.1)
 
 "$train_lm" "${flags[@]}" --out "$work/full" > "$work/full.log"
 

@@ -69,10 +69,9 @@ public:
     // config; the trainer keeps references to the model and the data, which outlive it.
     template <class Data>
     Trainer(Model& model, const Data& data, TrainerConfig config)
-        : model_(model), config_(resolved(std::move(config))), task_(model, data, config_),
+        : model_(model), config_(with_threads(resolved(std::move(config)))), task_(model, data, config_),
           adam_(model, adam_options(config_.schedule.lr, config_.adam)), methods_(config_.methods, Model::shape.n_layer),
           plan_(Model::shape.n_layer, Model::shape.n_head, model.layout().entries.size()) {
-        if (config_.threads > 0) set_num_threads(config_.threads);
         if (!config_.checkpoint_dir.empty()) std::filesystem::create_directories(config_.checkpoint_dir);
         if (config_.resume) resume();
         if (!config_.metrics_file.empty()) {
@@ -248,6 +247,12 @@ public:
     }
 
 private:
+    // The thread count applies before the task plans the model's workspace, which is sized for
+    // the threads that will run it.
+    static TrainerConfig with_threads(TrainerConfig c) {
+        if (c.threads > 0) set_num_threads(c.threads);
+        return c;
+    }
     void resume() {
         const auto file = latest_checkpoint(config_.checkpoint_dir);
         require(!file.empty(), "resume: no checkpoint (ckpt_<step>.safetensors) in '", config_.checkpoint_dir.string(), "'");

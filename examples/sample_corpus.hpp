@@ -1,12 +1,13 @@
 #pragma once
-// The built-in default corpus of the example trainer: a few public-domain English texts, so
-// that the README's first command trains on real text on a machine with no data downloaded.
-// Byte-level. For real results use scripts/get_data.sh or ../shared/data.
+// `train_lm --corpus sample`: about 4 KB of public-domain English prose, byte-level. A model
+// memorises it in a few hundred steps; the tests use it because it trains in seconds. The
+// first run's corpus is Tiny Shakespeare (examples/data/), and real results use
+// scripts/get_data.sh.
 #include <string_view>
 
 namespace memtx_examples {
 
-inline constexpr std::string_view kBuiltinCorpus =
+inline constexpr std::string_view kSampleCorpus =
     "Four score and seven years ago our fathers brought forth on this continent, a new nation, conceived in "
     "Liberty, and dedicated to the proposition that all men are created equal.\n"
     "Now we are engaged in a great civil war, testing whether that nation, or any nation so conceived and so "
