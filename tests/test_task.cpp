@@ -25,6 +25,7 @@ using Model = memtx::TransformerXL<kShape>;
 struct CopySpec {
     int lag = 1;   // target t is input t - lag (0 before the sequence has that much history)
     int batch = 8, length = 16;
+    long long poison_step = 0;   // > 0: that step's loss is NaN (a run that diverges)
 };
 
 // Learn y[t] = x[t - lag] on fresh random sequences: batch `step` is a pure function of the step.
@@ -35,13 +36,16 @@ public:
           x_(static_cast<std::size_t>(spec.batch) * spec.length), y_(x_.size()) {}
 
     std::int64_t begin_step(memtx::TrainState& state) {
+        step_ = state.step + 1;
         fill(static_cast<std::uint64_t>(state.step));
         return static_cast<std::int64_t>(x_.size());
     }
     int chunks() const { return 1; }
     memtx::SegmentLoss forward_backward(int, const memtx::StepOptions& opt) {
         mem_.reset();   // independent sequences: nothing carries over
-        return model_.forward_backward(x_, y_, mem_, opt);
+        memtx::SegmentLoss l = model_.forward_backward(x_, y_, mem_, opt);
+        if (step_ == spec_.poison_step) l.sum = l.mean = std::nan("");
+        return l;
     }
     memtx::EvalResult evaluate(memtx::Split split) {
         double sum = 0;
@@ -79,6 +83,7 @@ private:
 
     Model& model_;
     CopySpec spec_;
+    long long step_ = 0;
     Model::MemoryType mem_;
     std::vector<std::int32_t> x_, y_;
 };
@@ -169,4 +174,33 @@ TEST_CASE("forward returns a context that backward consumes; a stale one is refu
         memtx::SegmentContext none;
         CHECK_THROWS_WITH(model.loss(none, y), Contains("not from the model's last forward"));
     }
+}
+
+TEST_CASE("a loss that turns NaN stops the run and never reaches a checkpoint", "[trainer][task][bad_input]") {
+    TempDir dir("task_nan");
+    std::ostringstream log;
+    CopySpec spec;
+    spec.poison_step = 25;   // checkpoints at 20 and 40 (eval interval 20)
+    Model model({.seed = 5});
+    memtx::Trainer<Model, CopyTask> t(model, spec, copy_config(dir.path, 80));
+    const auto before = std::vector<float>(model.parameters().begin(), model.parameters().end());
+    try {
+        t.run(log);
+        FAIL("a NaN loss did not stop the run");
+    } catch (const memtx::Error& e) {
+        CHECK_THAT(e.what(), Contains("step 25: the loss is nan"));
+        CHECK_THAT(e.what(), Contains("ckpt_0000000020.safetensors"));
+    }
+    CHECK(t.state().step == 24);   // the NaN step did not count
+    CHECK(memtx::latest_checkpoint(dir.path / "ckpt").filename() == "ckpt_0000000020.safetensors");
+    for (const float p : model.parameters()) REQUIRE(std::isfinite(p));   // the update was not applied
+    CHECK(before != std::vector<float>(model.parameters().begin(), model.parameters().end()));
+    // the run resumes from the last good checkpoint
+    CopySpec healthy;
+    Model resumed({.seed = 5});
+    auto rc = copy_config(dir.path, 80);
+    rc.resume = true;
+    memtx::Trainer<Model, CopyTask> r(resumed, healthy, rc);
+    CHECK(r.state().step == 20);
+    CHECK_NOTHROW(r.run(log));
 }

@@ -112,7 +112,11 @@ public:
         opt.head_maps = plan_.head_maps();
         double loss_sum = 0;
         for (int c = 0; c < task_.chunks(); ++c) loss_sum += task_.forward_backward(c, opt).sum;
+        // A non-finite loss stops the run before the update; a non-finite gradient norm right
+        // after it. Either way no checkpoint follows: the last one on disk stays the newest.
+        if (!std::isfinite(loss_sum)) stop_non_finite("loss", loss_sum);
         const double norm = optimizer_step(adam_, model_, plan_.frozen());
+        if (!std::isfinite(norm)) stop_non_finite("gradient norm", norm);
         ++state_.step;
         ++state_.segment;
         StepReport r;
@@ -249,6 +253,13 @@ public:
 private:
     // The thread count applies before the task plans the model's workspace, which is sized for
     // the threads that will run it.
+    [[noreturn]] void stop_non_finite(const char* what, double value) const {
+        const auto last = config_.checkpoint_dir.empty() ? std::filesystem::path() : latest_checkpoint(config_.checkpoint_dir);
+        throw Error(detail::concat("step ", state_.step + 1, ": the ", what, " is ", value, "; training stopped. ",
+                                   last.empty() ? std::string("There is no checkpoint to resume from")
+                                                : "The last good checkpoint is " + last.string() +
+                                                      ": resume from it (e.g. with a lower learning rate)"));
+    }
     static TrainerConfig with_threads(TrainerConfig c) {
         if (c.threads > 0) set_num_threads(c.threads);
         return c;
