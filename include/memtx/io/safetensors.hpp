@@ -921,6 +921,19 @@ public:
     [[nodiscard]] bool contains(std::string_view name) const {
         return entries_.find(name) != entries_.end();
     }
+    // The bytes that will be stored for an added tensor (little-endian, its stored dtype).
+    [[nodiscard]] std::span<const std::byte> raw(std::string_view name) const {
+        const auto it = entries_.find(name);
+        require(it != entries_.end(), "tensor '", name, "' was not added to this safetensors writer");
+        return it->second.bytes;
+    }
+    // Sorted tensor names.
+    [[nodiscard]] std::vector<std::string> names() const {
+        std::vector<std::string> out;
+        for (const auto& [name, e] : entries_) out.push_back(name);
+        return out;
+    }
+    [[nodiscard]] const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
     // Atomic: writes a temp file in the target's directory, fsyncs it and renames it over
     // `file`. On any failure the temp file is removed, `file` is left as it was, and Error
