@@ -4,7 +4,8 @@
 //   train_lm                                   # built-in text, tiny preset, about 15 seconds
 //   train_lm --corpus ptb-char --preset small --steps 4000
 //   train_lm --data file.txt --kind bytes      # any file, split 90/5/5
-//   train_lm --corpus ptb-char --resume        # continue from the newest checkpoint
+//   train_lm --corpus ptb-char --resume        # continue from the newest checkpoint that loads
+//   (SIGTERM or Ctrl-C: a checkpoint at the next step, exit 0; --resume continues bit-identically)
 //   train_lm --corpus ptb-char --skip-retain --phase1-steps 3000 --cross-head-beta 0.1   # the paper's recipe
 //   train_lm --corpus enwik8 --preset enwik8_base --backend cuda --precision bf16   # on a GPU (built when nvcc was found)
 #include <CLI/CLI.hpp>
@@ -62,6 +63,9 @@ int main(int argc, char** argv) {
     t.schedule.lr = 5e-4;
     t.schedule.warmup = 100;
     t.eval = {.batch = 10, .tgt_len = 128, .mem_len = 128};
+    // A scheduler's SIGTERM (pre-emption) or Ctrl-C: a checkpoint at the next step boundary and
+    // exit 0; --resume continues as if nothing had happened.
+    t.checkpoint_on_signal = true;
 
     CLI::App app{"memtx train_lm: train a Transformer-XL language model"};
     app.option_defaults()->always_capture_default();

@@ -5,11 +5,14 @@
 // task's own part (train/task.hpp: for language modelling every memory with its rows and ages,
 // mem_len and the vocabulary). The RNG needs no state: every random decision is a function of
 // (seed, step, ...), and the seed is recorded. Writes are atomic (temp file + rename); loading
-// validates everything before it changes anything.
+// verifies the checksum (memtx.crc32: every tensor and every metadata entry) and validates
+// everything else before it changes anything.
 // Any device: parameters and moments travel through host copies (get_/set_parameters,
 // get_/set_moments), so a checkpoint written by the CUDA model resumes on the CPU and the other
 // way round.
+#include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <iomanip>
 #include <filesystem>
@@ -17,9 +20,12 @@
 #include <map>
 #include <span>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#include <zlib.h>
 
 #include "memtx/core/error.hpp"
 #include "memtx/data/vocabulary.hpp"
@@ -37,6 +43,105 @@ struct TrainState {
     int phase = 1;                  // 1: Skip-Retain (when enabled), 2: vanilla
     int stale_evals = 0;            // validations since the best one (phase-switch patience)
 };
+
+// A checkpoint file that cannot be used as it is on disk: unreadable (truncated, not safetensors),
+// a checksum that does not match its contents, or no checksum where its format requires one.
+// Distinct from the other load errors (another model, seed, vocabulary, mem_len), which say that
+// the run's settings do not fit a sound file: an older checkpoint of the same run is worth
+// trying after the first kind (Trainer's resume does), not after the second.
+class CorruptCheckpoint : public Error {
+public:
+    using Error::Error;
+};
+
+// The metadata key of the checksum, and the formats: checkpoint-2 carries the checksum,
+// checkpoint-1 (written before it existed) does not.
+inline constexpr const char* kCheckpointChecksumKey = "memtx.crc32";
+inline constexpr const char* kCheckpointFormat = "checkpoint-2";
+inline constexpr const char* kCheckpointFormatWithoutChecksum = "checkpoint-1";
+
+namespace detail {
+// CRC-32 as zlib computes it (zip's and gzip's), fed in pieces: zlib takes a 32-bit length.
+inline std::uint32_t crc_append(std::uint32_t crc, std::span<const std::byte> bytes) {
+    constexpr std::size_t piece = std::size_t{1} << 30;
+    while (!bytes.empty()) {
+        const std::size_t n = std::min(bytes.size(), piece);
+        crc = static_cast<std::uint32_t>(::crc32(crc, reinterpret_cast<const Bytef*>(bytes.data()), static_cast<uInt>(n)));
+        bytes = bytes.subspan(n);
+    }
+    return crc;
+}
+// A byte count then the bytes, so that no two different sequences of fields give one stream
+// (moving bytes from one tensor's end to the next tensor's start changes the checksum).
+inline std::uint32_t crc_append_field(std::uint32_t crc, std::span<const std::byte> bytes) {
+    std::byte size[8];
+    for (int i = 0; i < 8; ++i) size[i] = static_cast<std::byte>((static_cast<std::uint64_t>(bytes.size()) >> (8 * i)) & 0xFF);
+    return crc_append(crc_append(crc, size), bytes);
+}
+inline std::uint32_t crc_append_field(std::uint32_t crc, std::string_view s) {
+    return crc_append_field(crc, std::as_bytes(std::span<const char>(s.data(), s.size())));
+}
+} // namespace detail
+
+// The checksum of a checkpoint's contents, the same for a SafetensorsWriter before write() and
+// a SafetensorsReader of the file: every tensor in name order (its name, then its stored bytes),
+// then every metadata entry in key order (key, then value) except the checksum's own. A tensor's
+// dtype and shape are not in it; loading checks each against the model's.
+template <class Safetensors>
+std::uint32_t checkpoint_checksum(const Safetensors& st) {
+    std::uint32_t crc = static_cast<std::uint32_t>(::crc32(0L, Z_NULL, 0));
+    for (const auto& name : st.names()) {
+        crc = detail::crc_append_field(crc, std::string_view(name));
+        crc = detail::crc_append_field(crc, st.raw(name));
+    }
+    for (const auto& [key, value] : st.metadata()) {
+        if (key == kCheckpointChecksumKey) continue;
+        crc = detail::crc_append_field(crc, std::string_view(key));
+        crc = detail::crc_append_field(crc, std::string_view(value));
+    }
+    return crc;
+}
+
+namespace detail {
+inline std::string crc_hex(std::uint32_t crc) {
+    char text[9];
+    std::snprintf(text, sizeof text, "%08x", crc);
+    return text;
+}
+
+// The file's safetensors reader; a file that does not read is a CorruptCheckpoint.
+inline io::SafetensorsReader open_checkpoint(const std::filesystem::path& file, const std::string& where) {
+    try {
+        return io::SafetensorsReader(file);
+    } catch (const Error& e) {
+        throw CorruptCheckpoint(concat(where, " cannot be read: ", e.what()));
+    }
+}
+} // namespace detail
+
+// Checks a checkpoint's format and checksum; throws CorruptCheckpoint naming the file (`where`)
+// and what is wrong. A checkpoint-1 file has no checksum and passes: it was written before the
+// checksum existed, and refusing it would throw away the runs in progress that wrote it; the
+// other checks of loading still apply to it. One flipped bit cannot turn "checkpoint-2" into
+// "checkpoint-1" (they differ in two bits), so a damaged new file is not taken for an old one.
+inline void verify_checkpoint(const io::SafetensorsReader& r, const std::string& where) {
+    const auto& meta = r.metadata();
+    const auto format = meta.find("memtx.format");
+    require(format != meta.end(), where, " is not a memtx training checkpoint (no memtx.format)");
+    const auto stored = meta.find(kCheckpointChecksumKey);
+    if (format->second == kCheckpointFormatWithoutChecksum && stored == meta.end()) return;
+    if (format->second != kCheckpointFormat && format->second != kCheckpointFormatWithoutChecksum)
+        throw CorruptCheckpoint(detail::concat(where, " is corrupt or from a newer memtx: memtx.format is '", format->second,
+                                               "', this memtx reads ", kCheckpointFormat, " and ",
+                                               kCheckpointFormatWithoutChecksum));
+    if (stored == meta.end())
+        throw CorruptCheckpoint(detail::concat(where, " is corrupt: a ", kCheckpointFormat, " checkpoint without its checksum (",
+                                               kCheckpointChecksumKey, ")"));
+    const std::string actual = detail::crc_hex(checkpoint_checksum(r));
+    if (stored->second != actual)
+        throw CorruptCheckpoint(detail::concat(where, " is corrupt: checksum mismatch (", kCheckpointChecksumKey, " is '",
+                                               stored->second, "', the contents give '", actual, "')"));
+}
 
 namespace detail {
 inline std::string shape_key(const char* k) { return std::string("memtx.shape.") + k; }
@@ -83,7 +188,7 @@ void save_checkpoint(const std::filesystem::path& file, const Model& model, cons
     io::SafetensorsWriter w;
     for (const auto& [k, v] : detail::shape_metadata<Model::shape>()) w.set_metadata(k, v);
     for (const auto& [k, v] : metadata) w.set_metadata(k, v);
-    w.set_metadata("memtx.format", "checkpoint-1");
+    w.set_metadata("memtx.format", kCheckpointFormat);
     w.set_metadata("memtx.seed", std::to_string(model.options().seed));
     w.set_metadata("memtx.step", std::to_string(state.step));
     w.set_metadata("memtx.epoch", std::to_string(state.epoch));
@@ -103,6 +208,7 @@ void save_checkpoint(const std::filesystem::path& file, const Model& model, cons
     for (const auto& g : adam.groups()) adam_steps.push_back(g.step);
     w.add<std::int64_t>("adam.step", adam_steps, {static_cast<std::int64_t>(adam_steps.size())}, io::DType::I64);
     save_extra(w);
+    w.set_metadata(kCheckpointChecksumKey, detail::crc_hex(checkpoint_checksum(w)));   // last: it covers all of the above
     w.write(file);
 }
 
@@ -140,12 +246,14 @@ void check_checkpoint_shape(const io::SafetensorsReader& r, const std::string& w
 
 // Restores model and optimizer and returns the training position. `stage_extra(reader, where,
 // state)` validates the task's part and returns what commits it. Nothing is changed unless the
-// whole checkpoint is valid.
+// whole checkpoint is valid. A file that does not read, or whose checksum does not match, throws
+// CorruptCheckpoint; any other misfit throws Error.
 template <class Model, class Optimizer, class StageExtra>
 TrainState load_checkpoint(const std::filesystem::path& file, Model& model, Optimizer& adam, StageExtra&& stage_extra) {
     using T = typename Model::Scalar;
     const std::string where = "checkpoint '" + file.string() + "'";
-    const io::SafetensorsReader r(file);
+    const io::SafetensorsReader r = detail::open_checkpoint(file, where);
+    verify_checkpoint(r, where);
     check_checkpoint_shape<Model::shape>(r, where);
     const auto seed = static_cast<std::uint64_t>(detail::meta_int(r, "memtx.seed", where));
     require(seed == model.options().seed, where, " was trained with seed ", seed, ", this run has seed ", model.options().seed);

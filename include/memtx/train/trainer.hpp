@@ -3,19 +3,30 @@
 // language modelling by default): the task's batches with gradient accumulation, the stochastic
 // methods' decisions every step (stochastic/methods.hpp), warmup + cosine schedule, Adam with
 // clipping, periodic validation, checkpoints (last K plus the best by validation) and a
-// JSON-lines metrics file; resume continues bit-identically.
+// JSON-lines metrics file; resume continues bit-identically, from the newest checkpoint that
+// loads. With checkpoint_on_signal, SIGTERM or SIGINT stops the run at the next step boundary
+// with a checkpoint.
+#include <omp.h>
+#include <pthread.h>
+#include <signal.h>
+
 #include <algorithm>
 #include <bit>
+#include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <ostream>
-#include <regex>
 #include <string>
+#include <system_error>
 #include <utility>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "memtx/core/error.hpp"
 #include "memtx/core/threads.hpp"
@@ -41,22 +52,101 @@ struct StepReport {
     std::uint64_t cross_head = 0;   // bit l: layer l's heads permuted
 };
 
+// The ckpt_<step>.safetensors files in dir, newest (largest step) first; none when dir is not a
+// directory. A name whose step does not fit a long long is not one the Trainer wrote: left out.
+inline std::vector<std::filesystem::path> checkpoints_newest_first(const std::filesystem::path& dir) {
+    std::vector<std::pair<long long, std::filesystem::path>> found;
+    std::error_code ec;
+    if (!std::filesystem::is_directory(dir, ec)) return {};
+    std::filesystem::directory_iterator it(dir, ec);
+    require(!ec, "cannot list the checkpoint directory '", dir.string(), "': ", ec.message());
+    constexpr std::string_view prefix = "ckpt_", suffix = ".safetensors";
+    for (; it != std::filesystem::directory_iterator(); it.increment(ec)) {
+        const std::string f = it->path().filename().string();
+        if (f.size() <= prefix.size() + suffix.size() || !f.starts_with(prefix) || !f.ends_with(suffix)) continue;
+        const char* first = f.data() + prefix.size();
+        const char* last = f.data() + f.size() - suffix.size();
+        long long step = 0;
+        const auto [end, err] = std::from_chars(first, last, step);
+        if (err == std::errc() && end == last && *first != '-' && *first != '+') found.emplace_back(step, it->path());
+    }
+    require(!ec, "cannot list the checkpoint directory '", dir.string(), "': ", ec.message());
+    std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    std::vector<std::filesystem::path> out;
+    for (auto& [step, path] : found) out.push_back(std::move(path));
+    return out;
+}
+
 // Newest ckpt_<step>.safetensors in dir, or an empty path.
 inline std::filesystem::path latest_checkpoint(const std::filesystem::path& dir) {
-    std::filesystem::path best;
-    long long best_step = -1;
-    if (!std::filesystem::is_directory(dir)) return best;
-    const std::regex name(R"(ckpt_(\d+)\.safetensors)");
-    for (const auto& e : std::filesystem::directory_iterator(dir)) {
-        std::smatch m;
-        const std::string f = e.path().filename().string();
-        if (std::regex_match(f, m, name) && std::stoll(m[1]) > best_step) {
-            best_step = std::stoll(m[1]);
-            best = e.path();
-        }
-    }
-    return best;
+    const auto all = checkpoints_newest_first(dir);
+    return all.empty() ? std::filesystem::path() : all.front();
 }
+
+// Where a resumed run continued from, and the newer checkpoints it could not use.
+struct ResumeReport {
+    struct Skipped {
+        std::filesystem::path file;
+        std::string reason;
+    };
+    std::filesystem::path from;     // empty: the run did not resume
+    std::vector<Skipped> skipped;   // newest first
+};
+
+namespace detail {
+// SIGTERM and SIGINT kept for the Trainer to take at a step boundary: blocked (not handled) for
+// the watch's lifetime, in the calling thread and in OpenMP's threads, and taken with
+// sigtimedwait and a zero timeout. There is no handler and no flag: the pending signal is the
+// kernel's state. The calling thread's mask is restored at the end, so a signal that arrives
+// after the last look acts as it would have without the watch (by default, ends the process).
+class StopSignalWatch {
+public:
+    explicit StopSignalWatch(bool on) {
+        if (!on) return;
+        sigemptyset(&set_);
+        for (const int sig : {SIGTERM, SIGINT}) {
+            // A signal the program or its parent set to be ignored (nohup, a shell's background
+            // job ignores SIGINT) stays ignored: a blocked signal is queued even when ignored,
+            // so watching it would let it stop the run.
+            struct sigaction current {};
+            if (sigaction(sig, nullptr, &current) == 0 && current.sa_handler == SIG_IGN) continue;
+            sigaddset(&set_, sig);
+            on_ = true;
+        }
+        if (!on_) return;
+        const int rc = pthread_sigmask(SIG_BLOCK, &set_, &previous_);
+        require(rc == 0, "checkpoint_on_signal: cannot block SIGTERM and SIGINT: ", std::generic_category().message(rc));
+        // kill(pid) goes to any thread that does not block the signal. OpenMP's threads may exist
+        // already (started by an earlier parallel region, with the mask of that moment) and would
+        // take the default action and end the process mid-step. An earlier region may have used
+        // more threads than this run (train_lm loads its data on every core, then trains on
+        // --threads 1), so the team spans every core: it reaches the whole pool unless a program
+        // asked OpenMP for more threads than cores. They stay blocked afterwards: they only
+        // compute, and the calling thread, restored, takes the signals again.
+#pragma omp parallel num_threads(std::max(omp_get_max_threads(), omp_get_num_procs()))
+        pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+    }
+    ~StopSignalWatch() {
+        if (on_) pthread_sigmask(SIG_SETMASK, &previous_, nullptr);
+    }
+    StopSignalWatch(const StopSignalWatch&) = delete;
+    StopSignalWatch& operator=(const StopSignalWatch&) = delete;
+
+    // The signal that arrived since the last look (SIGTERM or SIGINT), or 0.
+    int take() {
+        if (!on_) return 0;
+        const timespec no_wait{0, 0};
+        const int sig = sigtimedwait(&set_, nullptr, &no_wait);
+        return sig > 0 ? sig : 0;
+    }
+
+private:
+    bool on_ = false;
+    sigset_t set_{}, previous_{};
+};
+
+inline const char* stop_signal_name(int sig) { return sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "a signal"; }
+} // namespace detail
 
 template <class Model, class Task = LanguageModelTask<Model>>
     requires TrainingTask<Task>
@@ -72,7 +162,11 @@ public:
         : model_(model), config_(with_threads(resolved(std::move(config)))), task_(model, data, config_),
           adam_(model, adam_options(config_.schedule.lr, config_.adam)), methods_(config_.methods, Model::shape.n_layer),
           plan_(Model::shape.n_layer, Model::shape.n_head, model.layout().entries.size()) {
-        if (!config_.checkpoint_dir.empty()) std::filesystem::create_directories(config_.checkpoint_dir);
+        if (!config_.checkpoint_dir.empty()) {
+            std::error_code ec;
+            std::filesystem::create_directories(config_.checkpoint_dir, ec);
+            require(!ec, "cannot create the checkpoint directory '", config_.checkpoint_dir.string(), "': ", ec.message());
+        }
         if (config_.resume) resume();
         if (!config_.metrics_file.empty()) {
             metrics_.open(config_.metrics_file, std::ios::app);
@@ -83,6 +177,10 @@ public:
     Trainer(Model&, const Data&&, TrainerConfig) = delete;   // a temporary would dangle: keep the data alive
 
     const TrainState& state() const { return state_; }
+    // The checkpoint a resumed run continued from and the newer ones it skipped (run() logs them).
+    const ResumeReport& resume_report() const { return resume_report_; }
+    // The signal (SIGTERM or SIGINT) that stopped the last run() early, or 0.
+    int stop_signal() const { return stop_signal_; }
     const TrainerConfig& config() const { return config_; }
     Optimizer& optimizer() { return adam_; }
     Task& task() { return task_; }
@@ -139,12 +237,21 @@ public:
 
     // The whole run: steps with a progress line per log interval, validation and checkpoint
     // per eval interval, then final validation and test. stop_at > 0 pauses the run after that
-    // many steps (no final test): a Trainer with `resume` continues it bit-identically.
+    // many steps (no final test): a Trainer with `resume` continues it bit-identically. With
+    // checkpoint_on_signal, a SIGTERM or SIGINT stops it at the next step boundary with a
+    // checkpoint (stop_signal() says which arrived).
     void run(std::ostream& log, long long stop_at = 0) {
+        log_resume(log);
+        stop_signal_ = 0;
+        detail::StopSignalWatch signals(config_.checkpoint_on_signal);
         double window_loss = 0, window_ms = 0, total_ms = 0;
         long long window_skipped = 0;
         long long window_tokens = 0, window_steps = 0, timed_steps = 0;
         while (!done() && (stop_at <= 0 || state_.step < stop_at)) {
+            if (const int sig = signals.take()) {
+                stop_for_signal(log, sig);
+                return;
+            }
             const StepReport r = step();
             window_loss += r.loss;
             window_ms += r.ms;
@@ -153,9 +260,17 @@ public:
             total_ms += r.ms;
             ++timed_steps;
             window_skipped += std::popcount(r.skipped);
-            write_metric(detail::concat("{\"type\":\"train\",\"step\":", r.step, ",\"lr\":", num(r.lr), ",\"loss\":", num(r.loss),
-                                        ",\"grad_norm\":", num(r.grad_norm), ",\"phase\":", r.phase, ",\"skipped\":",
-                                        layer_list(r.skipped), ",\"cross_head\":", layer_list(r.cross_head), ",\"ms\":", num(r.ms), "}"));
+            nlohmann::ordered_json train_line;
+            train_line["type"] = "train";
+            train_line["step"] = r.step;
+            train_line["lr"] = r.lr;
+            train_line["loss"] = r.loss;
+            train_line["grad_norm"] = r.grad_norm;
+            train_line["phase"] = r.phase;
+            train_line["skipped"] = layer_list(r.skipped);
+            train_line["cross_head"] = layer_list(r.cross_head);
+            train_line["ms"] = r.ms;
+            write_metric(train_line);
             if (r.step % config_.log_interval == 0 || done()) {
                 const double mean_loss = window_loss / window_steps, ms = window_ms / window_steps;
                 const double eta_s = (config_.max_step - r.step) * (total_ms / timed_steps) / 1e3;
@@ -172,7 +287,7 @@ public:
                 } else {
                     log << line << std::endl;
                 }
-                if (metrics_.is_open()) metrics_.flush();   // readable while training runs
+                flush_metrics();   // readable while training runs
                 window_skipped = 0;
                 window_loss = window_ms = 0;
                 window_tokens = window_steps = 0;
@@ -185,13 +300,12 @@ public:
         if (!done()) return;
         if (config_.reach) report_reach(log);
         const EvalResult test = evaluate_test();
-        write_metric(detail::concat("{\"type\":\"test\",\"step\":", state_.step, ",\"loss\":", num(test.loss), ",\"",
-                                    metric_name(), "\":", num(metric(test.loss)), ",\"tokens\":", test.tokens, "}"));
+        write_metric(eval_line("test", test));
         char line[160];
         std::snprintf(line, sizeof line, "test  | step %lld | loss %.4f | %s %.4f | %lld tokens", state_.step, test.loss,
                       metric_name().c_str(), metric(test.loss), static_cast<long long>(test.tokens));
         log << line << std::endl;
-        if (metrics_.is_open()) metrics_.flush();
+        flush_metrics();
     }
 
     void validate_and_checkpoint(std::ostream& log) {
@@ -199,8 +313,7 @@ public:
         const bool best = v.loss < state_.best_valid;
         if (best) state_.best_valid = v.loss;
         state_.stale_evals = best ? 0 : state_.stale_evals + 1;
-        write_metric(detail::concat("{\"type\":\"valid\",\"step\":", state_.step, ",\"loss\":", num(v.loss), ",\"",
-                                    metric_name(), "\":", num(metric(v.loss)), ",\"tokens\":", v.tokens, "}"));
+        write_metric(eval_line("valid", v));
         char line[160];
         std::snprintf(line, sizeof line, "valid | step %lld | loss %.4f | %s %.4f%s", state_.step, v.loss,
                       metric_name().c_str(), metric(v.loss), best ? " | best" : "");
@@ -217,7 +330,12 @@ public:
         require(methods_.two_phase(), "phase switch requested, but Skip-Retain is off");
         require(state_.phase == 1, "phase switch requested in phase ", state_.phase);
         state_.phase = 2;
-        write_metric(detail::concat("{\"type\":\"phase\",\"step\":", state_.step, ",\"phase\":2,\"reason\":\"", reason, "\"}"));
+        nlohmann::ordered_json phase_line;
+        phase_line["type"] = "phase";
+        phase_line["step"] = state_.step;
+        phase_line["phase"] = 2;
+        phase_line["reason"] = reason;
+        write_metric(phase_line);
         log << "phase 2 (vanilla) from step " << state_.step << " (" << reason << ")" << std::endl;
     }
 
@@ -228,26 +346,37 @@ public:
         return task_.measure_reach();
     }
 
-    // Writes ckpt_<step>.safetensors (and best.safetensors), keeps the newest K.
+    // Writes ckpt_<step>.safetensors (and best.safetensors), then keeps the newest K: a write
+    // that fails (a full disk) throws before any older checkpoint is removed.
     void save(bool best) {
-        if (metrics_.is_open()) metrics_.flush();
-        state_.metrics_offset = metrics_.is_open() ? static_cast<long long>(std::filesystem::file_size(config_.metrics_file)) : 0;
-        char name[64];
-        std::snprintf(name, sizeof name, "ckpt_%010lld.safetensors", state_.step);
-        const auto write = [&](const std::filesystem::path& file) {
-            save_checkpoint(file, model_, adam_, state_, [&](io::SafetensorsWriter& w) { task_.save_state(w); },
-                            config_.checkpoint_metadata);
-        };
-        write(config_.checkpoint_dir / name);
-        if (best) write(config_.checkpoint_dir / "best.safetensors");
-        std::vector<std::filesystem::path> all;
-        for (const auto& e : std::filesystem::directory_iterator(config_.checkpoint_dir)) {
-            const std::string f = e.path().filename().string();
-            if (f.rfind("ckpt_", 0) == 0 && e.path().extension() == ".safetensors") all.push_back(e.path());
+        flush_metrics();
+        state_.metrics_offset = 0;
+        if (metrics_.is_open()) {
+            std::error_code ec;
+            const auto size = std::filesystem::file_size(config_.metrics_file, ec);
+            require(!ec, "cannot read the size of the metrics file '", config_.metrics_file.string(), "': ", ec.message());
+            state_.metrics_offset = static_cast<long long>(size);
         }
-        std::sort(all.begin(), all.end());
-        for (std::size_t i = 0; i + static_cast<std::size_t>(config_.keep_checkpoints) < all.size(); ++i)
-            std::filesystem::remove(all[i]);
+        const auto write = [&](const std::filesystem::path& file) {
+            try {
+                save_checkpoint(file, model_, adam_, state_, [&](io::SafetensorsWriter& w) { task_.save_state(w); },
+                                config_.checkpoint_metadata);
+            } catch (const Error& e) {
+                const auto newest = latest_checkpoint(config_.checkpoint_dir);
+                throw Error(detail::concat("step ", state_.step, ": checkpoint not saved: ", e.what(), ". ",
+                                           newest.empty() ? std::string("There is no earlier checkpoint.")
+                                                          : "The newest checkpoint on disk is " + newest.string() +
+                                                                ": resume from it once the cause is fixed."));
+            }
+        };
+        write(checkpoint_path(state_.step));
+        if (best) write(config_.checkpoint_dir / "best.safetensors");
+        const auto all = checkpoints_newest_first(config_.checkpoint_dir);
+        for (std::size_t i = static_cast<std::size_t>(config_.keep_checkpoints); i < all.size(); ++i) {
+            std::error_code ec;
+            std::filesystem::remove(all[i], ec);
+            require(!ec, "cannot remove the old checkpoint '", all[i].string(), "': ", ec.message());
+        }
     }
 
 private:
@@ -264,15 +393,68 @@ private:
         if (c.threads > 0) set_num_threads(c.threads);
         return c;
     }
+    std::filesystem::path checkpoint_path(long long step) const {
+        char name[64];
+        std::snprintf(name, sizeof name, "ckpt_%010lld.safetensors", step);
+        return config_.checkpoint_dir / name;
+    }
+
+    // Continues from the newest checkpoint that loads. A corrupt one (unreadable, or its checksum
+    // does not match) is skipped for the next older; any other misfit (another model, seed,
+    // vocabulary) is the run's settings' and stops here, as it would for every older file too.
+    // load_checkpoint changes nothing unless it succeeds, so a skipped file leaves no trace.
     void resume() {
-        const auto file = latest_checkpoint(config_.checkpoint_dir);
-        require(!file.empty(), "resume: no checkpoint (ckpt_<step>.safetensors) in '", config_.checkpoint_dir.string(), "'");
-        state_ = load_checkpoint(file, model_, adam_, [&](const io::SafetensorsReader& r, const std::string& where,
-                                                          const TrainState& st) { return task_.stage_state(r, where, st); });
+        const auto files = checkpoints_newest_first(config_.checkpoint_dir);
+        require(!files.empty(), "resume: no checkpoint (ckpt_<step>.safetensors) in '", config_.checkpoint_dir.string(), "'");
+        const auto skipped_list = [&] {
+            std::string s;
+            for (const auto& k : resume_report_.skipped) s += "\n  " + k.reason;
+            return s;
+        };
+        for (const auto& file : files) {
+            try {
+                state_ = load_checkpoint(file, model_, adam_, [&](const io::SafetensorsReader& r, const std::string& where,
+                                                                  const TrainState& st) { return task_.stage_state(r, where, st); });
+            } catch (const CorruptCheckpoint& e) {
+                resume_report_.skipped.push_back({file, e.what()});
+                continue;
+            } catch (const Error& e) {
+                if (resume_report_.skipped.empty()) throw;
+                throw Error(detail::concat(e.what(), "\n(resume had skipped newer checkpoints:", skipped_list(), ")"));
+            }
+            resume_report_.from = file;
+            break;
+        }
+        require(!resume_report_.from.empty(), "resume: no checkpoint in '", config_.checkpoint_dir.string(),
+                "' can be used; tried, newest first:", skipped_list());
         // Metrics written after the checkpoint belong to the interrupted run: drop them.
-        if (!config_.metrics_file.empty() && std::filesystem::exists(config_.metrics_file) &&
-            std::filesystem::file_size(config_.metrics_file) > static_cast<std::uintmax_t>(state_.metrics_offset))
-            std::filesystem::resize_file(config_.metrics_file, static_cast<std::uintmax_t>(state_.metrics_offset));
+        if (!config_.metrics_file.empty()) {
+            std::error_code ec;
+            const auto size = std::filesystem::file_size(config_.metrics_file, ec);
+            if (!ec && size > static_cast<std::uintmax_t>(state_.metrics_offset)) {
+                std::filesystem::resize_file(config_.metrics_file, static_cast<std::uintmax_t>(state_.metrics_offset), ec);
+                require(!ec, "resume: cannot cut the metrics file '", config_.metrics_file.string(), "' back to ",
+                        state_.metrics_offset, " bytes: ", ec.message());
+            }
+        }
+    }
+
+    // The checkpoints resume skipped, once, on the run's log.
+    void log_resume(std::ostream& log) {
+        if (resume_logged_) return;
+        resume_logged_ = true;
+        for (const auto& k : resume_report_.skipped) log << "resume: skipped " << k.file.filename().string() << ": " << k.reason << "\n";
+        if (!resume_report_.skipped.empty())
+            log << "resume: continuing from " << resume_report_.from.string() << " (step " << state_.step << ")" << std::endl;
+    }
+
+    // A scheduler's notice (SIGTERM) or Ctrl-C (SIGINT): the state after the last whole step goes
+    // to a checkpoint and the run stops.
+    void stop_for_signal(std::ostream& log, int sig) {
+        save(false);
+        stop_signal_ = sig;
+        log << detail::stop_signal_name(sig) << " received: stopped after step " << state_.step << "; checkpoint "
+            << checkpoint_path(state_.step).string() << " (resume continues from it)" << std::endl;
     }
 
     void report_reach(std::ostream& log) {
@@ -284,25 +466,57 @@ private:
                 std::snprintf(line, sizeof line, "  layer %2zu | mean %8.2f | p90 %6lld", l, reach[l].mean,
                               static_cast<long long>(reach[l].p90));
                 log << line << "\n";
-                write_metric(detail::concat("{\"type\":\"reach\",\"step\":", state_.step, ",\"layer\":", l, ",\"mean\":",
-                                            num(reach[l].mean), ",\"p90\":", reach[l].p90, "}"));
+                nlohmann::ordered_json metric_line;
+                metric_line["type"] = "reach";
+                metric_line["step"] = state_.step;
+                metric_line["layer"] = l;
+                metric_line["mean"] = reach[l].mean;
+                metric_line["p90"] = reach[l].p90;
+                write_metric(metric_line);
             }
             log.flush();
-            if (metrics_.is_open()) metrics_.flush();
+            flush_metrics();
         } else {
             throw Error("attention reach: this task does not measure it");
         }
     }
 
-    void write_metric(const std::string& json) {
-        if (metrics_.is_open()) metrics_ << json << '\n';
+    // One JSON object per line. nlohmann writes a double in its shortest form that reads back
+    // to the same bits, and a NaN or infinity as null (JSON has no such numbers).
+    void write_metric(const nlohmann::ordered_json& line) {
+        if (!metrics_.is_open()) return;
+        errno = 0;
+        metrics_ << line.dump() << '\n';
+        check_metrics();
     }
-    static std::string num(double v) { return detail::concat(std::setprecision(17), v); }
-    static std::string layer_list(std::uint64_t bits) {
-        std::string s = "[";
+    void flush_metrics() {
+        if (!metrics_.is_open()) return;
+        errno = 0;
+        metrics_.flush();
+        check_metrics();
+    }
+    // A metrics line that did not reach the file (a full disk) stops the run: the file would
+    // silently miss lines, and the next checkpoint would record a wrong offset into it.
+    void check_metrics() const {
+        if (metrics_.good()) return;
+        const int err = errno;
+        throw Error(detail::concat("step ", state_.step, ": cannot write the metrics file '", config_.metrics_file.string(), "'",
+                                   err != 0 ? ": " + std::generic_category().message(err) : std::string()));
+    }
+    nlohmann::ordered_json eval_line(const char* type, const EvalResult& e) const {
+        nlohmann::ordered_json line;
+        line["type"] = type;
+        line["step"] = state_.step;
+        line["loss"] = e.loss;
+        line[metric_name()] = metric(e.loss);
+        line["tokens"] = e.tokens;
+        return line;
+    }
+    static std::vector<int> layer_list(std::uint64_t bits) {
+        std::vector<int> layers;
         for (int l = 0; l < 64; ++l)
-            if (bits >> l & 1) s += (s.size() > 1 ? "," : "") + std::to_string(l);
-        return s + "]";
+            if (bits >> l & 1) layers.push_back(l);
+        return layers;
     }
     static std::string format_duration(double s) {
         const long long t = static_cast<long long>(s + 0.5);
@@ -319,6 +533,9 @@ private:
     StepPlan plan_;
     TrainState state_;
     std::ofstream metrics_;
+    ResumeReport resume_report_;
+    bool resume_logged_ = false;
+    int stop_signal_ = 0;
 };
 
 template <class Model, class Data>

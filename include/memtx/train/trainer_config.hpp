@@ -31,7 +31,15 @@ struct TrainerConfig {
     std::filesystem::path checkpoint_dir;   // empty: no checkpoints
     int keep_checkpoints = 3;
     std::filesystem::path metrics_file;     // empty: no metrics file
-    bool resume = false;                    // continue from the newest checkpoint in checkpoint_dir
+    bool resume = false;                    // continue from the newest checkpoint in checkpoint_dir that loads
+    // SIGTERM or SIGINT (a scheduler's pre-emption, Ctrl-C) stops run() at the next step boundary
+    // with a checkpoint, instead of ending the process. Off by default: it blocks the two signals
+    // in the calling thread and OpenMP's threads while run() lasts, a change to the whole
+    // program's signal handling that a library should not make unasked (a test harness or a
+    // notebook expects Ctrl-C to act at once). Threads the program started itself before run()
+    // should block them too (pthread_sigmask), or they may take the default action. train_lm
+    // turns it on.
+    bool checkpoint_on_signal = false;
     std::map<std::string, std::string> checkpoint_metadata;   // e.g. the preset name
     MethodsConfig methods;
     bool reach = false;           // report attention reach per layer on the validation split at the end
@@ -51,6 +59,7 @@ inline void validate(const TrainerConfig& c) {
     require_setting(c.eval_interval > 0, w, "eval_interval", "must be positive, got ", c.eval_interval);
     require_setting(c.keep_checkpoints > 0, w, "keep_checkpoints", "must be positive, got ", c.keep_checkpoints);
     require_setting(!c.resume || !c.checkpoint_dir.empty(), w, "resume", "needs a checkpoint_dir");
+    require_setting(!c.checkpoint_on_signal || !c.checkpoint_dir.empty(), w, "checkpoint_on_signal", "needs a checkpoint_dir");
     require_setting(!(c.same_length && c.mem_len == 0), w, "same_length", "needs mem_len > 0");
     require_setting(c.threads >= 0, w, "threads", "must be >= 0 (0: OpenMP's default), got ", c.threads);
     require_setting(c.schedule.max_step == 0 || c.schedule.max_step == c.max_step, w, "schedule.max_step", "is ",
