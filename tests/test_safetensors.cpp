@@ -813,3 +813,32 @@ TEST_CASE("safetensors: float-to-int conversion request", "[safetensors]") {
     CHECK_THROWS_WITH(r.read<std::int32_t>("f"), Contains("float-to-integer conversion"));
     CHECK_THROWS_WITH(r.read<double>("i"), Contains("integer-to-float conversion"));
 }
+
+TEST_CASE("safetensors: a reader over bytes in memory reads what the file reader reads", "[safetensors]") {
+    SafetensorsWriter w;
+    w.set_metadata("k", "v");
+    w.add("x", std::vector<float>{1.5f, -2.f, 3.25f}, {3}, DType::F32);
+    w.add("ids", std::vector<std::int64_t>{7, 8}, {1, 2}, DType::I64);
+    const std::vector<std::byte> bytes = w.serialize();
+    const SafetensorsReader r(std::span<const std::byte>(bytes), "embedded weights");
+    CHECK(r.path().empty());
+    CHECK(r.names() == std::vector<std::string>{"ids", "x"});
+    CHECK(r.metadata_value("k") == "v");
+    CHECK(r.read<float>("x") == std::vector<float>{1.5f, -2.f, 3.25f});
+    CHECK(r.read<std::int64_t>("ids") == std::vector<std::int64_t>{7, 8});
+    CHECK_THROWS_WITH(r.info("nope"), Contains("tensor 'nope' not found in embedded weights"));
+}
+
+TEST_CASE("safetensors malformed: bytes in memory get the file reader's checks", "[safetensors]") {
+    const auto read = [](const std::vector<std::byte>& b) { return SafetensorsReader(std::span<const std::byte>(b), "buf"); };
+    CHECK_THROWS_WITH(read({}), Contains("safetensors bytes 'buf'") && Contains("file is empty"));
+    CHECK_THROWS_WITH(read(std::vector<std::byte>(5)), Contains("5 bytes, too short"));
+    auto bytes = make_file(kGoodHeader, 20);
+    CHECK_NOTHROW(read(bytes));
+    CHECK_THROWS_WITH(read(std::vector<std::byte>(bytes.begin(), bytes.end() - 1)), Contains("exceed the data region"));
+    auto lying = bytes;
+    lying[7] = std::byte{0x10};   // header length 2^60
+    CHECK_THROWS_WITH(read(lying), Contains("exceeds file size"));
+    CHECK_THROWS_WITH(read(make_file(R"({"a":1,"a":2})", 0)), Contains("malformed JSON header") && Contains("duplicate key 'a'"));
+    CHECK_THROWS_WITH(read(make_file("{\"a\":" + std::string(1000, '['), 0)), Contains("nesting too deep"));
+}

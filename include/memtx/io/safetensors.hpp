@@ -9,19 +9,21 @@
 //     offsets are relative to the start of the data region that follows the header;
 //   * the data region: tensor bytes, little-endian, row-major.
 //
-// The reader validates everything before handing out data (header size, JSON syntax, dtypes,
-// shapes, offsets, exact tiling of the data region) and reports any problem as memtx::Error
-// naming the file and the problem. The writer writes atomically (temp file + fsync + rename).
+// The reader (over a file, or over bytes in memory) validates everything before handing out data
+// (header size, JSON syntax, dtypes, shapes, offsets, exact tiling of the data region) and
+// reports any problem as memtx::Error naming the file and the problem. JSON is nlohmann-json's:
+// its SAX pass enforces the header's own rules (integers only, no duplicate keys, bounded
+// nesting), its DOM is then read, and its writer makes the header.
+// The writer writes atomically (temp file + fsync + rename).
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <bit>
 #include <cerrno>
-#include <chrono>
 #include <cmath>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -41,6 +43,8 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <nlohmann/json.hpp>
 
 #include "memtx/core/error.hpp"
 
@@ -229,326 +233,104 @@ inline void store_le(std::byte* p, U v) {
     return std::bit_cast<float>(static_cast<std::uint32_t>(encode_binary_float(x, 8, 23)));
 }
 
-// ---- UTF-8 ----
+// ---- JSON: nlohmann-json, with the header's own rules on top ----
 
-// Index of the first byte of an invalid UTF-8 sequence in `s`, or npos when `s` is valid
-// (no overlong forms, no surrogates, nothing above U+10FFFF).
-[[nodiscard]] inline std::size_t find_invalid_utf8(std::string_view s) {
-    const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(s[i]); };
-    std::size_t i = 0;
-    while (i < s.size()) {
-        const unsigned c = byte(i);
-        if (c < 0x80) {
-            ++i;
-            continue;
-        }
-        std::size_t len;
-        unsigned lo = 0x80, hi = 0xBF; // allowed range of the second byte
-        if (c >= 0xC2 && c <= 0xDF) len = 2;
-        else if (c >= 0xE0 && c <= 0xEF) {
-            len = 3;
-            if (c == 0xE0) lo = 0xA0;
-            if (c == 0xED) hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            len = 4;
-            if (c == 0xF0) lo = 0x90;
-            if (c == 0xF4) hi = 0x8F;
-        } else
-            return i;
-        if (s.size() - i < len) return i;
-        if (byte(i + 1) < lo || byte(i + 1) > hi) return i;
-        for (std::size_t k = 2; k < len; ++k)
-            if (byte(i + k) < 0x80 || byte(i + k) > 0xBF) return i;
-        i += len;
-    }
-    return std::string_view::npos;
-}
-
-inline void append_utf8(std::string& out, std::uint32_t cp) {
-    if (cp < 0x80) {
-        out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-        out += static_cast<char>(0xC0 | (cp >> 6));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        out += static_cast<char>(0xE0 | (cp >> 12));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-        out += static_cast<char>(0xF0 | (cp >> 18));
-        out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        out += static_cast<char>(0x80 | (cp & 0x3F));
+// Whether `s` is valid UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF): the
+// check of nlohmann-json's serializer, which refuses to write anything else.
+[[nodiscard]] inline bool is_valid_utf8(std::string_view s) {
+    try {
+        (void)nlohmann::json(std::string(s)).dump();
+        return true;
+    } catch (const nlohmann::json::type_error&) {
+        return false;
     }
 }
 
-// ---- a small strict JSON parser for the safetensors header ----
-// Accepts objects, arrays, strings (all escapes, \uXXXX with surrogate pairs) and integers
-// that fit int64. Rejects fractions/exponents, true/false/null, duplicate object keys, raw
-// control characters in strings, invalid UTF-8, trailing content and nesting deeper than 64.
-
-struct JsonValue {
-    enum class Kind { Object, Array, String, Integer };
-    Kind kind = Kind::Integer;
-    std::string text;               // String
-    std::int64_t integer = 0;       // Integer
-    std::vector<std::string> keys;  // Object: keys, parallel to items
-    std::vector<JsonValue> items;   // Object values or Array elements
-};
-
-[[nodiscard]] inline std::string_view json_kind_name(JsonValue::Kind k) {
-    switch (k) {
-    case JsonValue::Kind::Object: return "an object";
-    case JsonValue::Kind::Array: return "an array";
-    case JsonValue::Kind::String: return "a string";
-    case JsonValue::Kind::Integer: return "an integer";
-    }
-    return "?";
-}
-
-class JsonParser {
+// A first, event-only pass over the header (nlohmann-json's SAX parser) that enforces what the
+// format allows beyond RFC 8259 syntax: objects, arrays, strings and integers that fit int64
+// only; no duplicate keys (nlohmann's DOM would keep the last one silently); nesting at most
+// kMaxDepth deep. `problem` says what was wrong when the pass stops.
+class HeaderRules final : public nlohmann::json_sax<nlohmann::json> {
 public:
-    // `context` prefixes every error message (e.g. "safetensors file 'x': ").
-    JsonParser(std::string_view text, std::string context)
-        : s_(text), context_(std::move(context)) {}
+    static constexpr int kMaxDepth = 64;
+    std::string problem;
+    std::string_view text;   // the header, to describe a syntax error at its byte
 
-    [[nodiscard]] JsonValue parse() {
-        if (const std::size_t bad = find_invalid_utf8(s_); bad != std::string_view::npos) {
-            i_ = bad;
-            fail("invalid UTF-8");
-        }
-        skip_ws();
-        JsonValue v = value(0);
-        skip_ws();
-        if (i_ != s_.size()) fail("unexpected content after the top-level value");
-        return v;
+    explicit HeaderRules(std::string_view header) : text(header) {}
+
+    bool null() override { return refuse("unsupported JSON value null (only objects, arrays, strings and integers are allowed)"); }
+    bool boolean(bool) override { return refuse("unsupported JSON value true/false (only objects, arrays, strings and integers are allowed)"); }
+    bool number_integer(number_integer_t) override { return true; }
+    bool number_unsigned(number_unsigned_t v) override {
+        return v <= static_cast<number_unsigned_t>(std::numeric_limits<std::int64_t>::max()) ||
+               refuse("integer out of range (does not fit in int64)");
+    }
+    bool number_float(number_float_t, const string_t& literal) override {
+        // nlohmann reads an integer too large for 64 bits as a float: tell it from a fraction
+        const bool fraction = literal.find_first_of(".eE") != string_t::npos;
+        return refuse(fraction ? "only integer numbers are allowed, got " + literal
+                               : "integer out of range (does not fit in int64): " + literal);
+    }
+    bool string(string_t&) override { return true; }
+    bool binary(binary_t&) override { return refuse("unsupported JSON value (binary)"); }
+    bool start_object(std::size_t) override {
+        keys_.emplace_back();
+        return deeper();
+    }
+    bool key(string_t& k) override {
+        return keys_.back().insert(k).second || refuse("duplicate key '" + k + "'");
+    }
+    bool end_object() override {
+        keys_.pop_back();
+        --depth_;
+        return true;
+    }
+    bool start_array(std::size_t) override { return deeper(); }
+    bool end_array() override {
+        --depth_;
+        return true;
+    }
+    bool parse_error(std::size_t position, const std::string& last_token, const nlohmann::json::exception& e) override {
+        problem = memtx::detail::concat("at byte ", position, ": ", describe_syntax_error(position, last_token, e.what()));
+        return false;
     }
 
 private:
-    static constexpr int kMaxDepth = 64;
+    int depth_ = 0;
+    std::vector<std::set<std::string, std::less<>>> keys_;
 
-    std::string_view s_;
-    std::string context_;
-    std::size_t i_ = 0;
+    bool refuse(std::string why) {
+        problem = std::move(why);
+        return false;
+    }
+    bool deeper() { return ++depth_ <= kMaxDepth || refuse("nesting too deep (more than 64 levels)"); }
 
-    [[noreturn]] void fail(std::string_view what) const {
-        throw Error(memtx::detail::concat(context_, "malformed JSON header at byte ", i_, ": ", what));
-    }
-    [[nodiscard]] bool at_end() const { return i_ >= s_.size(); }
-    [[nodiscard]] char peek() const { return at_end() ? '\0' : s_[i_]; }
-    void skip_ws() {
-        while (!at_end() && (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\n' || s_[i_] == '\r'))
-            ++i_;
-    }
-    void expect(char c) {
-        if (at_end()) fail(memtx::detail::concat("unexpected end of header, expected '", c, "'"));
-        if (s_[i_] != c) fail(memtx::detail::concat("expected '", c, "'"));
-        ++i_;
-    }
-
-    JsonValue value(int depth) {
-        if (at_end()) fail("unexpected end of header, expected a value");
-        const char c = s_[i_];
-        if (c == '{') return object(depth + 1);
-        if (c == '[') return array(depth + 1);
-        if (c == '"') {
-            JsonValue v;
-            v.kind = JsonValue::Kind::String;
-            v.text = string();
-            return v;
-        }
-        if (c == '-' || (c >= '0' && c <= '9')) return number();
-        if (c == 't' || c == 'f' || c == 'n')
-            fail("unsupported JSON value (only objects, arrays, strings and integers are "
-                 "allowed)");
-        fail("unexpected character, expected a value");
-    }
-
-    JsonValue object(int depth) {
-        if (depth > kMaxDepth) fail("nesting too deep");
-        JsonValue v;
-        v.kind = JsonValue::Kind::Object;
-        std::set<std::string, std::less<>> seen;
-        ++i_; // '{'
-        skip_ws();
-        if (peek() == '}') {
-            ++i_;
-            return v;
-        }
-        for (;;) {
-            skip_ws();
-            if (peek() != '"') fail(at_end() ? "unexpected end of header, expected a key"
-                                             : "expected a string key");
-            const std::size_t key_pos = i_;
-            std::string key = string();
-            if (!seen.insert(key).second) {
-                i_ = key_pos;
-                fail(memtx::detail::concat("duplicate key '", key, "'"));
-            }
-            skip_ws();
-            expect(':');
-            skip_ws();
-            JsonValue item = value(depth);
-            v.keys.push_back(std::move(key));
-            v.items.push_back(std::move(item));
-            skip_ws();
-            if (peek() == ',') {
-                ++i_;
-                continue;
-            }
-            if (peek() == '}') {
-                ++i_;
-                return v;
-            }
-            fail(at_end() ? "unexpected end of header, expected ',' or '}'"
-                          : "expected ',' or '}'");
-        }
-    }
-
-    JsonValue array(int depth) {
-        if (depth > kMaxDepth) fail("nesting too deep");
-        JsonValue v;
-        v.kind = JsonValue::Kind::Array;
-        ++i_; // '['
-        skip_ws();
-        if (peek() == ']') {
-            ++i_;
-            return v;
-        }
-        for (;;) {
-            skip_ws();
-            v.items.push_back(value(depth));
-            skip_ws();
-            if (peek() == ',') {
-                ++i_;
-                continue;
-            }
-            if (peek() == ']') {
-                ++i_;
-                return v;
-            }
-            fail(at_end() ? "unexpected end of header, expected ',' or ']'"
-                          : "expected ',' or ']'");
-        }
-    }
-
-    std::uint32_t hex4() {
-        if (s_.size() - i_ < 4) fail("truncated \\u escape");
-        std::uint32_t v = 0;
-        for (int k = 0; k < 4; ++k) {
-            const char c = s_[i_];
-            std::uint32_t d;
-            if (c >= '0' && c <= '9') d = static_cast<std::uint32_t>(c - '0');
-            else if (c >= 'a' && c <= 'f') d = static_cast<std::uint32_t>(c - 'a' + 10);
-            else if (c >= 'A' && c <= 'F') d = static_cast<std::uint32_t>(c - 'A' + 10);
-            else fail("invalid hex digit in \\u escape");
-            v = v * 16 + d;
-            ++i_;
-        }
-        return v;
-    }
-
-    std::string string() {
-        ++i_; // opening quote
-        std::string out;
-        for (;;) {
-            if (at_end()) fail("unterminated string");
-            const char c = s_[i_];
-            if (c == '"') {
-                ++i_;
-                return out;
-            }
-            if (static_cast<unsigned char>(c) < 0x20) fail("raw control character in string");
-            if (c != '\\') {
-                out += c;
-                ++i_;
-                continue;
-            }
-            ++i_; // backslash
-            if (at_end()) fail("unterminated string");
-            const char e = s_[i_];
-            switch (e) {
-            case '"': out += '"'; ++i_; break;
-            case '\\': out += '\\'; ++i_; break;
-            case '/': out += '/'; ++i_; break;
-            case 'b': out += '\b'; ++i_; break;
-            case 'f': out += '\f'; ++i_; break;
-            case 'n': out += '\n'; ++i_; break;
-            case 'r': out += '\r'; ++i_; break;
-            case 't': out += '\t'; ++i_; break;
-            case 'u': {
-                ++i_;
-                std::uint32_t cp = hex4();
-                if (cp >= 0xDC00 && cp <= 0xDFFF) fail("unpaired low surrogate in \\u escape");
-                if (cp >= 0xD800 && cp <= 0xDBFF) {
-                    if (s_.size() - i_ < 2 || s_[i_] != '\\' || s_[i_ + 1] != 'u')
-                        fail("unpaired high surrogate in \\u escape");
-                    i_ += 2;
-                    const std::uint32_t lo = hex4();
-                    if (lo < 0xDC00 || lo > 0xDFFF) fail("unpaired high surrogate in \\u escape");
-                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                }
-                append_utf8(out, cp);
-                break;
-            }
-            default: fail("invalid escape sequence in string");
-            }
-        }
-    }
-
-    JsonValue number() {
-        const bool neg = s_[i_] == '-';
-        if (neg) ++i_;
-        if (at_end() || s_[i_] < '0' || s_[i_] > '9') fail("invalid number");
-        if (s_[i_] == '0' && i_ + 1 < s_.size() && s_[i_ + 1] >= '0' && s_[i_ + 1] <= '9')
-            fail("leading zeros are not allowed in numbers");
-        // magnitude up to 2^63 (for INT64_MIN)
-        const std::uint64_t limit = static_cast<std::uint64_t>(
-                                        std::numeric_limits<std::int64_t>::max()) + (neg ? 1 : 0);
-        std::uint64_t mag = 0;
-        while (!at_end() && s_[i_] >= '0' && s_[i_] <= '9') {
-            const auto d = static_cast<std::uint64_t>(s_[i_] - '0');
-            if (mag > (limit - d) / 10) fail("integer out of range (does not fit in int64)");
-            mag = mag * 10 + d;
-            ++i_;
-        }
-        if (!at_end() && (s_[i_] == '.' || s_[i_] == 'e' || s_[i_] == 'E'))
-            fail("only integer numbers are allowed");
-        JsonValue v;
-        v.kind = JsonValue::Kind::Integer;
-        if (neg)
-            v.integer = mag == 0 ? 0 : -static_cast<std::int64_t>(mag - 1) - 1;
-        else
-            v.integer = static_cast<std::int64_t>(mag);
-        return v;
+    // nlohmann's message without its "[json.exception...] parse error at line L, column C: "
+    // prefix, led by what a reader of a safetensors header needs to know.
+    [[nodiscard]] std::string describe_syntax_error(std::size_t position, const std::string& last_token, std::string_view what) const {
+        if (const auto colon = what.find(": "); colon != std::string_view::npos) what.remove_prefix(colon + 2);
+        const auto has = [&](std::string_view part) { return what.find(part) != std::string_view::npos; };
+        std::string lead;
+        const std::size_t start = position >= last_token.size() ? position - last_token.size() : 0;
+        const bool leading_zero = !last_token.empty() && last_token[0] >= '0' && last_token[0] <= '9' && start >= 1 &&
+                                  text[start - 1] == '0' && (start < 2 || text[start - 2] < '0' || text[start - 2] > '9');
+        if (has("unexpected end of input")) lead = "unexpected end of header";
+        else if (has("ill-formed UTF-8")) lead = "invalid UTF-8";
+        else if (has("after backslash")) lead = "invalid escape sequence in string";
+        else if (has("expected end of input")) lead = "unexpected content after the top-level value";
+        else if (leading_zero) lead = "leading zeros are not allowed in numbers";
+        else if (has("while parsing value")) lead = "expected a value";
+        return lead.empty() ? std::string(what) : lead + " (" + std::string(what) + ")";
     }
 };
 
-// JSON string literal for `s` (which must be valid UTF-8; non-ASCII is written as is).
-inline void append_json_string(std::string& out, std::string_view s) {
-    static constexpr char hex[] = "0123456789abcdef";
-    out += '"';
-    for (const char c : s) {
-        const auto u = static_cast<unsigned char>(c);
-        switch (c) {
-        case '"': out += "\\\""; break;
-        case '\\': out += "\\\\"; break;
-        case '\b': out += "\\b"; break;
-        case '\f': out += "\\f"; break;
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        default:
-            if (u < 0x20) {
-                out += "\\u00";
-                out += hex[u >> 4];
-                out += hex[u & 0xF];
-            } else {
-                out += c;
-            }
-        }
-    }
-    out += '"';
+// What a JSON value is, for messages.
+[[nodiscard]] inline std::string_view json_kind_name(const nlohmann::json& v) {
+    if (v.is_object()) return "an object";
+    if (v.is_array()) return "an array";
+    if (v.is_string()) return "a string";
+    if (v.is_number_integer()) return "an integer";
+    return "another JSON value";
 }
 
 [[nodiscard]] inline std::string errno_text(int err) { return std::strerror(err); }
@@ -566,7 +348,12 @@ public:
 
     // Reads and validates the whole file; throws memtx::Error naming the file and the problem.
     explicit SafetensorsReader(const std::filesystem::path& file);
+    // The same over bytes already in memory (a memory-mapped file, weights embedded in a
+    // program, a network buffer); `name` stands for the source in messages. The tensors are
+    // copied: the reader does not keep `bytes`.
+    explicit SafetensorsReader(std::span<const std::byte> bytes, std::string name = "in-memory bytes");
 
+    // The file read (empty for bytes in memory).
     [[nodiscard]] const std::filesystem::path& path() const { return path_; }
     [[nodiscard]] const std::map<std::string, std::string>& metadata() const { return metadata_; }
     // Throws Error naming the missing key.
@@ -600,23 +387,38 @@ public:
 
 private:
     std::filesystem::path path_;
+    std::string source_;   // the file's path, or the name given to bytes in memory
+    bool in_memory_ = false;
     std::map<std::string, std::string> metadata_;
     std::map<std::string, TensorInfo, std::less<>> tensors_;
     std::vector<std::byte> data_; // the data region
 
     [[nodiscard]] std::string where() const {
-        return memtx::detail::concat("safetensors file '", path_.string(), "': ");
+        return memtx::detail::concat(in_memory_ ? "safetensors bytes '" : "safetensors file '", source_, "': ");
     }
     template <class... Parts>
     [[noreturn]] void fail(Parts&&... parts) const {
         throw Error(memtx::detail::concat(where(), std::forward<Parts>(parts)...));
     }
+    // The header's length from the first 8 bytes of `total` bytes, checked against both.
+    [[nodiscard]] std::uint64_t header_length(std::span<const std::byte, 8> first8, std::uint64_t total) const;
     void parse_header(std::string_view header, std::uint64_t data_size);
-    TensorInfo parse_tensor(const std::string& name, const detail::JsonValue& v,
+    TensorInfo parse_tensor(const std::string& name, const nlohmann::json& v,
                             std::uint64_t data_size) const;
 };
 
-inline SafetensorsReader::SafetensorsReader(const std::filesystem::path& file) : path_(file) {
+inline std::uint64_t SafetensorsReader::header_length(std::span<const std::byte, 8> first8, std::uint64_t total) const {
+    const std::uint64_t header_len = detail::load_le<std::uint64_t>(first8.data());
+    if (header_len > total - 8)
+        fail("header length ", header_len, " exceeds file size (", total, " bytes, ",
+             total - 8, " after the 8-byte length)");
+    if (header_len > kMaxHeaderBytes)
+        fail("header length ", header_len, " exceeds the limit of ", kMaxHeaderBytes,
+             " bytes (100 MiB)");
+    return header_len;
+}
+
+inline SafetensorsReader::SafetensorsReader(const std::filesystem::path& file) : path_(file), source_(file.string()) {
     namespace fs = std::filesystem;
     std::error_code ec;
     const fs::file_status st = fs::status(file, ec);
@@ -635,21 +437,15 @@ inline SafetensorsReader::SafetensorsReader(const std::filesystem::path& file) :
     if (file_size < 8)
         fail("file is ", file_size, " bytes, too short for the 8-byte header length");
 
+    // Read piece by piece, each checked first, so a lying header length costs no allocation.
     const auto read_exact = [&](char* dst, std::uint64_t n, std::string_view what) {
         in.read(dst, static_cast<std::streamsize>(n));
         if (static_cast<std::uint64_t>(in.gcount()) != n)
             fail("unexpected end of file while reading the ", what);
     };
-
     std::array<std::byte, 8> len_bytes{};
     read_exact(reinterpret_cast<char*>(len_bytes.data()), 8, "header length");
-    const std::uint64_t header_len = detail::load_le<std::uint64_t>(len_bytes.data());
-    if (header_len > file_size - 8)
-        fail("header length ", header_len, " exceeds file size (", file_size, " bytes, ",
-             file_size - 8, " after the 8-byte length)");
-    if (header_len > kMaxHeaderBytes)
-        fail("header length ", header_len, " exceeds the limit of ", kMaxHeaderBytes,
-             " bytes (100 MiB)");
+    const std::uint64_t header_len = header_length(len_bytes, file_size);
 
     std::string header(static_cast<std::size_t>(header_len), '\0');
     read_exact(header.data(), header_len, "JSON header");
@@ -660,21 +456,30 @@ inline SafetensorsReader::SafetensorsReader(const std::filesystem::path& file) :
     read_exact(reinterpret_cast<char*>(data_.data()), data_size, "data region");
 }
 
+inline SafetensorsReader::SafetensorsReader(std::span<const std::byte> bytes, std::string name)
+    : source_(std::move(name)), in_memory_(true) {
+    const std::uint64_t total = bytes.size();
+    if (total == 0) fail("file is empty (0 bytes); too short for the 8-byte header length");
+    if (total < 8) fail("file is ", total, " bytes, too short for the 8-byte header length");
+    const std::uint64_t header_len = header_length(bytes.first<8>(), total);
+    const auto header = bytes.subspan(8, static_cast<std::size_t>(header_len));
+    parse_header(std::string_view(reinterpret_cast<const char*>(header.data()), header.size()), total - 8 - header_len);
+    const auto data = bytes.subspan(8 + static_cast<std::size_t>(header_len));
+    data_.assign(data.begin(), data.end());
+}
+
 inline TensorInfo SafetensorsReader::parse_tensor(const std::string& name,
-                                                  const detail::JsonValue& v,
+                                                  const nlohmann::json& v,
                                                   std::uint64_t data_size) const {
-    using Kind = detail::JsonValue::Kind;
-    if (v.kind != Kind::Object)
-        fail("entry of tensor '", name, "' must be a JSON object, got ",
-             detail::json_kind_name(v.kind));
-    const detail::JsonValue* dtype = nullptr;
-    const detail::JsonValue* shape = nullptr;
-    const detail::JsonValue* offsets = nullptr;
-    for (std::size_t k = 0; k < v.keys.size(); ++k) {
-        const std::string& key = v.keys[k];
-        if (key == "dtype") dtype = &v.items[k];
-        else if (key == "shape") shape = &v.items[k];
-        else if (key == "data_offsets") offsets = &v.items[k];
+    if (!v.is_object())
+        fail("entry of tensor '", name, "' must be a JSON object, got ", detail::json_kind_name(v));
+    const nlohmann::json* dtype = nullptr;
+    const nlohmann::json* shape = nullptr;
+    const nlohmann::json* offsets = nullptr;
+    for (const auto& [key, item] : v.items()) {
+        if (key == "dtype") dtype = &item;
+        else if (key == "shape") shape = &item;
+        else if (key == "data_offsets") offsets = &item;
         else fail("tensor '", name, "' has unknown field '", key, "'");
     }
     if (dtype == nullptr) fail("tensor '", name, "' is missing the field 'dtype'");
@@ -684,36 +489,40 @@ inline TensorInfo SafetensorsReader::parse_tensor(const std::string& name,
     TensorInfo info;
     info.name = name;
 
-    if (dtype->kind != Kind::String) fail("dtype of tensor '", name, "' must be a string");
-    const std::optional<DType> dt = dtype_from_name(dtype->text);
+    if (!dtype->is_string()) fail("dtype of tensor '", name, "' must be a string");
+    const auto& dtype_text = dtype->get_ref<const std::string&>();
+    const std::optional<DType> dt = dtype_from_name(dtype_text);
     if (!dt)
-        fail("unknown dtype '", dtype->text, "' for tensor '", name,
+        fail("unknown dtype '", dtype_text, "' for tensor '", name,
              "' (supported: F64, F32, F16, BF16, I64, I32, U8)");
     info.dtype = *dt;
 
-    if (shape->kind != Kind::Array)
+    // Integers only, each within int64 (HeaderRules refused every other number).
+    const auto integer = [](const nlohmann::json& j) { return j.get<std::int64_t>(); };
+    if (!shape->is_array())
         fail("shape of tensor '", name, "' must be an array of integers");
     constexpr auto kMax = std::numeric_limits<std::int64_t>::max();
     std::int64_t numel = 1;
-    for (const detail::JsonValue& d : shape->items) {
-        if (d.kind != Kind::Integer)
+    for (const nlohmann::json& dim : *shape) {
+        if (!dim.is_number_integer())
             fail("shape of tensor '", name, "' must be an array of integers");
-        if (d.integer < 0)
-            fail("negative dimension ", d.integer, " in the shape of tensor '", name, "'");
-        if (d.integer != 0 && numel > kMax / d.integer)
+        const std::int64_t d = integer(dim);
+        if (d < 0)
+            fail("negative dimension ", d, " in the shape of tensor '", name, "'");
+        if (d != 0 && numel > kMax / d)
             fail("shape of tensor '", name, "' overflows: too many elements");
-        numel *= d.integer;
-        info.shape.push_back(d.integer);
+        numel *= d;
+        info.shape.push_back(d);
     }
     const auto elem = static_cast<std::int64_t>(dtype_size(info.dtype));
     if (numel > kMax / elem) fail("shape of tensor '", name, "' overflows: too many bytes");
     const auto need = static_cast<std::uint64_t>(numel * elem);
 
-    if (offsets->kind != Kind::Array || offsets->items.size() != 2 ||
-        offsets->items[0].kind != Kind::Integer || offsets->items[1].kind != Kind::Integer)
+    if (!offsets->is_array() || offsets->size() != 2 || !(*offsets)[0].is_number_integer() ||
+        !(*offsets)[1].is_number_integer())
         fail("data_offsets of tensor '", name, "' must be an array of two integers [begin, end]");
-    const std::int64_t b = offsets->items[0].integer;
-    const std::int64_t e = offsets->items[1].integer;
+    const std::int64_t b = integer((*offsets)[0]);
+    const std::int64_t e = integer((*offsets)[1]);
     if (b < 0 || e < 0)
         fail("negative data_offsets [", b, ", ", e, "] of tensor '", name, "'");
     if (e < b) fail("data_offsets [", b, ", ", e, "] of tensor '", name, "' have end < begin");
@@ -731,26 +540,26 @@ inline TensorInfo SafetensorsReader::parse_tensor(const std::string& name,
 }
 
 inline void SafetensorsReader::parse_header(std::string_view header, std::uint64_t data_size) {
-    using Kind = detail::JsonValue::Kind;
-    const detail::JsonValue root = detail::JsonParser(header, where()).parse();
-    if (root.kind != Kind::Object)
-        fail("the JSON header must be an object, got ", detail::json_kind_name(root.kind));
+    detail::HeaderRules rules(header);
+    if (!nlohmann::json::sax_parse(header.begin(), header.end(), &rules))
+        fail("malformed JSON header: ", rules.problem);
+    const nlohmann::json root = nlohmann::json::parse(header);   // valid: the rules passed
+    if (!root.is_object())
+        fail("the JSON header must be an object, got ", detail::json_kind_name(root));
 
-    for (std::size_t k = 0; k < root.keys.size(); ++k) {
-        const std::string& key = root.keys[k];
-        const detail::JsonValue& v = root.items[k];
+    for (const auto& [key, v] : root.items()) {
         if (key == "__metadata__") {
-            if (v.kind != Kind::Object)
-                fail("__metadata__ must be a JSON object, got ", detail::json_kind_name(v.kind));
-            for (std::size_t m = 0; m < v.keys.size(); ++m) {
-                if (v.items[m].kind != Kind::String)
-                    fail("__metadata__ value of key '", v.keys[m], "' must be a string, got ",
-                         detail::json_kind_name(v.items[m].kind));
-                metadata_.emplace(v.keys[m], v.items[m].text);
+            if (!v.is_object())
+                fail("__metadata__ must be a JSON object, got ", detail::json_kind_name(v));
+            for (const auto& [mkey, mvalue] : v.items()) {
+                if (!mvalue.is_string())
+                    fail("__metadata__ value of key '", mkey, "' must be a string, got ",
+                         detail::json_kind_name(mvalue));
+                metadata_.emplace(mkey, mvalue.get<std::string>());
             }
             continue;
         }
-        // Duplicate names were already rejected by the parser (duplicate key).
+        // Duplicate names were already refused (HeaderRules: duplicate key).
         tensors_.emplace(key, parse_tensor(key, v, data_size));
     }
 
@@ -782,14 +591,14 @@ inline void SafetensorsReader::parse_header(std::string_view header, std::uint64
 inline std::string SafetensorsReader::metadata_value(std::string_view key) const {
     const auto it = metadata_.find(std::string(key));
     if (it == metadata_.end())
-        throw Error(memtx::detail::concat("metadata key '", key, "' not found in ", path_.string()));
+        throw Error(memtx::detail::concat("metadata key '", key, "' not found in ", source_));
     return it->second;
 }
 
 inline const TensorInfo& SafetensorsReader::info(std::string_view name) const {
     const auto it = tensors_.find(name);
     if (it == tensors_.end())
-        throw Error(memtx::detail::concat("tensor '", name, "' not found in ", path_.string()));
+        throw Error(memtx::detail::concat("tensor '", name, "' not found in ", source_));
     return it->second;
 }
 
@@ -956,9 +765,9 @@ private:
 };
 
 inline void SafetensorsWriter::set_metadata(std::string key, std::string value) {
-    require(detail::find_invalid_utf8(key) == std::string_view::npos,
+    require(detail::is_valid_utf8(key),
             "safetensors metadata key is not valid UTF-8");
-    require(detail::find_invalid_utf8(value) == std::string_view::npos,
+    require(detail::is_valid_utf8(value),
             "safetensors metadata value of key '", key, "' is not valid UTF-8");
     metadata_[std::move(key)] = std::move(value);
 }
@@ -968,7 +777,7 @@ void SafetensorsWriter::add(std::string name, std::span<const T> data,
                             std::vector<std::int64_t> shape, DType stored) {
     static_assert(detail::is_element<T>,
                   "SafetensorsWriter::add: T must be float, double, int64_t or int32_t");
-    require(detail::find_invalid_utf8(name) == std::string_view::npos,
+    require(detail::is_valid_utf8(name),
             "safetensors tensor name is not valid UTF-8");
     require(name != "__metadata__",
             "safetensors tensor name '__metadata__' is reserved for the metadata");
@@ -1057,51 +866,17 @@ void SafetensorsWriter::add(std::string name, std::span<const T> data,
 }
 
 inline std::string SafetensorsWriter::header_bytes() const {
-    // Keys in sorted order, "__metadata__" in its sorted place (as json.dumps(sort_keys=True)
-    // would put it), tensor fields alphabetical. Tensor data follows in name order.
-    std::string json = "{";
-    bool first = true;
-    bool metadata_done = metadata_.empty();
-    const auto emit_metadata = [&] {
-        if (!first) json += ',';
-        first = false;
-        detail::append_json_string(json, "__metadata__");
-        json += ":{";
-        bool mfirst = true;
-        for (const auto& [k, v] : metadata_) {
-            if (!mfirst) json += ',';
-            mfirst = false;
-            detail::append_json_string(json, k);
-            json += ':';
-            detail::append_json_string(json, v);
-        }
-        json += '}';
-        metadata_done = true;
-    };
+    // nlohmann::json keeps object keys sorted, so "__metadata__" lands in its sorted place (as
+    // json.dumps(sort_keys=True) would put it) and tensor fields are alphabetical. Tensor data
+    // follows in name order.
+    nlohmann::json header = nlohmann::json::object();
+    if (!metadata_.empty()) header["__metadata__"] = metadata_;
     std::size_t offset = 0;
     for (const auto& [name, e] : entries_) {
-        if (!metadata_done && std::string_view("__metadata__") < std::string_view(name))
-            emit_metadata();
-        if (!first) json += ',';
-        first = false;
-        detail::append_json_string(json, name);
-        json += ":{\"data_offsets\":[";
-        json += std::to_string(offset);
-        json += ',';
+        header[name] = {{"dtype", std::string(dtype_name(e.dtype))}, {"shape", e.shape}, {"data_offsets", {offset, offset + e.bytes.size()}}};
         offset += e.bytes.size();
-        json += std::to_string(offset);
-        json += "],\"dtype\":";
-        detail::append_json_string(json, dtype_name(e.dtype));
-        json += ",\"shape\":";
-        json += '[';
-        for (std::size_t i = 0; i < e.shape.size(); ++i) {
-            if (i != 0) json += ',';
-            json += std::to_string(e.shape[i]);
-        }
-        json += "]}";
     }
-    if (!metadata_done) emit_metadata();
-    json += '}';
+    std::string json = header.dump();   // compact; UTF-8 as is (names were checked when added)
     while (json.size() % 8 != 0) json += ' ';
 
     std::string out(8, '\0');
@@ -1134,21 +909,13 @@ inline void SafetensorsWriter::write(const std::filesystem::path& file) const {
 
     fs::path dir = file.parent_path();
     if (dir.empty()) dir = ".";
-    static std::atomic<unsigned long> counter{0};
-    fs::path tmp;
-    int fd = -1;
-    int err = 0;
-    for (int attempt = 0; attempt < 100 && fd < 0; ++attempt) {
-        const auto ticks = static_cast<unsigned long long>(
-            std::chrono::steady_clock::now().time_since_epoch().count());
-        tmp = dir / memtx::detail::concat(".", file.filename().string(), ".tmp-", ::getpid(), "-",
-                                   counter.fetch_add(1), "-", ticks % 1000000007ULL);
-        fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-        err = errno;
-        if (fd < 0 && err != EEXIST) break;
-    }
-    if (fd < 0)
-        fail("cannot create a temporary file in '", dir.string(), "': ", detail::errno_text(err));
+    // mkostemp picks a fresh name (O_EXCL) in the target's directory, so the rename stays on one
+    // file system and two writers never share a temp file.
+    std::string tmp_name = (dir / memtx::detail::concat(".", file.filename().string(), ".tmp-XXXXXX")).string();
+    int fd = ::mkostemp(tmp_name.data(), O_CLOEXEC);
+    if (fd < 0) fail("cannot create a temporary file in '", dir.string(), "': ", detail::errno_text(errno));
+    const fs::path tmp = tmp_name;
+    (void)::fchmod(fd, 0644);   // mkostemp creates 0600; a checkpoint is as readable as any file written with 0644
 
     try {
         const auto write_all = [&](const void* src, std::size_t n) {
