@@ -55,7 +55,6 @@ int run_model(Model& model, const TrainOptions& o, const memtx::Corpus& corpus, 
                 cfg.resume ? (" | resumed at step " + std::to_string(trainer.state().step)).c_str() : "");
     std::fflush(stdout);
     trainer.run(std::cout);
-    if (trainer.stop_signal() != 0) return 0;   // stopped with a checkpoint (the run's log says where): no sample
     if (o.sample.tokens > 0 && trainer.done()) {
         std::printf("sample | %d tokens from the trained model, temperature %.2f:\n", o.sample.tokens, o.sample.temperature);
         std::fflush(stdout);

@@ -24,6 +24,8 @@ fail() {
 strip() { sed -E 's/,"ms":[^,}]*//' "$1"; }
 same_as_full() { diff <(strip "$work/full/metrics.jsonl") <(strip "$1/metrics.jsonl") > /dev/null; }
 ckpt_name() { printf 'ckpt_%010d.safetensors' "$1"; }
+default_signals=(env --default-signal=INT,TERM)   # coreutils 8.31 or later
+"${default_signals[@]}" true 2> /dev/null || default_signals=()
 
 "$train_lm" "${flags[@]}" --out "$work/full" > "$work/full.log"
 grep -q '^sample |' "$work/full.log" || fail "the uninterrupted run printed no sample"
@@ -32,10 +34,11 @@ grep -q '^sample |' "$work/full.log" || fail "the uninterrupted run printed no s
 # checkpoint and exit 0. Sets `step` (where it stopped) and `ckpt` (the checkpoint written).
 interrupt() {   # signal, run folder
   local sig=$1 dir=$2 pid rc=0
-  set -m   # job control: a background job that does not start with SIGINT ignored
-  "$train_lm" "${flags[@]}" --out "$dir" > "$dir.log" 2>&1 &
+  # A background job of a shell without job control starts with SIGINT ignored, and so does
+  # everything under a parent that ignores it (nohup, `ctest &`); train_lm leaves an ignored
+  # signal ignored, so it is reset to the default here.
+  "${default_signals[@]}" "$train_lm" "${flags[@]}" --out "$dir" > "$dir.log" 2>&1 &
   pid=$!
-  set +m
   for _ in $(seq 1 1000); do
     if grep -qE '^step +10 ' "$dir.log" 2>/dev/null; then break; fi
     sleep 0.01

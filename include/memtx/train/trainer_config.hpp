@@ -34,11 +34,11 @@ struct TrainerConfig {
     bool resume = false;                    // continue from the newest checkpoint in checkpoint_dir that loads
     // SIGTERM or SIGINT (a scheduler's pre-emption, Ctrl-C) stops run() at the next step boundary
     // with a checkpoint, instead of ending the process. Off by default: it blocks the two signals
-    // in the calling thread and OpenMP's threads while run() lasts, a change to the whole
-    // program's signal handling that a library should not make unasked (a test harness or a
-    // notebook expects Ctrl-C to act at once). Threads the program started itself before run()
-    // should block them too (pthread_sigmask), or they may take the default action. train_lm
-    // turns it on.
+    // in the calling thread while run() lasts and in OpenMP's threads for good, a change to the
+    // whole program's signal handling that a library should not make unasked (a test harness or
+    // a notebook expects Ctrl-C to act at once). Signals the process ignores stay ignored.
+    // Threads the program started itself before run() should block them too (pthread_sigmask),
+    // or they may take the default action. train_lm turns it on.
     bool checkpoint_on_signal = false;
     std::map<std::string, std::string> checkpoint_metadata;   // e.g. the preset name
     MethodsConfig methods;
