@@ -82,7 +82,7 @@ for t in "${targets[@]}"; do
     bad=0
     for f in "${regress[@]}"; do
       ok=1
-      "$bin" "${common[@]}" "$f" >"$work/one.log" 2>&1 || ok=0
+      "$bin" "${common[@]}" -artifact_prefix="$work/regression-" "$f" >"$work/one.log" 2>&1 || ok=0
       cat "$work/one.log" >>"$log.regressions"
       if [ "$ok" -eq 0 ]; then
         bad=$((bad + 1))
@@ -133,7 +133,7 @@ for t in "${targets[@]}"; do
 
   # 3. which outcomes the corpus reaches: every input once, outcomes tallied by the target
   set +e
-  MEMTX_FUZZ_REPORT=1 "$bin" "${common[@]}" -runs=0 "$corpus" >"$log.report" 2>&1
+  MEMTX_FUZZ_REPORT=1 "$bin" "${common[@]}" -runs=0 -artifact_prefix="$artifacts/replay-" "$corpus" >"$log.report" 2>&1
   rrc=$?
   set -e
   if [ "$rrc" -ne 0 ]; then
