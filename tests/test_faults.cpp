@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -24,6 +25,7 @@
 
 #include <memtx/memtx.hpp>
 
+#include "fuzz/checkpoint_setup.hpp"
 #include "temp_dir.hpp"
 
 using Catch::Matchers::Contains;
@@ -424,4 +426,103 @@ TEST_CASE("metrics lines are JSON objects whose numbers read back exactly", "[fa
     CHECK(train == 4);
     CHECK(valid == 2);   // steps 3 and 4 (the end)
     CHECK(test == 1);
+}
+
+// The fuzz target's findings (tests/fuzz/regressions/checkpoint), replayed here on every build:
+// each file loaded without an Error, and then overflowed an integer at the next step or loaded
+// another value than the file held. The run they belong to is the fuzz target's own.
+TEST_CASE("checkpoints whose position or memory ages are out of range are refused", "[faults][checkpoint][fuzz]") {
+    const fs::path regressions = fs::path(MEMTX_FIXTURE_DIR) / ".." / "fuzz" / "regressions" / "checkpoint";
+    const fs::path seeds = fs::path(MEMTX_FIXTURE_DIR) / ".." / "fuzz" / "corpus" / "checkpoint";
+    const memtx::Corpus fuzz_corpus = memtx_fuzz::checkpoint_corpus();
+    const memtx::TrainerConfig c = memtx_fuzz::checkpoint_config();
+    memtx_fuzz::CheckpointModel model(memtx::ModelOptions{.seed = memtx_fuzz::kCheckpointSeed});
+    memtx::LanguageModelTask<memtx_fuzz::CheckpointModel> task(model, fuzz_corpus, c);
+    memtx::OptimizerFor<memtx_fuzz::CheckpointModel> adam(model, memtx::AdamOptions{});
+    const auto load = [&](const fs::path& file) {
+        return memtx::load_checkpoint(file, model, adam, [&](const auto& r, const std::string& where, const memtx::TrainState& st) {
+            return task.stage_state(r, where, st);
+        });
+    };
+    const auto before = std::vector<float>(model.parameters().begin(), model.parameters().end());
+
+    // the file all three were edited from loads, and its next step runs
+    const memtx::TrainState st = load(seeds / "valid_ckpt1_trained.safetensors");
+    CHECK(st.step == 3);
+    const auto loaded = std::vector<float>(model.parameters().begin(), model.parameters().end());
+    CHECK(loaded != before);
+    memtx::TrainState next = st;
+    (void)task.begin_step(next);
+    memtx::StepOptions opt;
+    opt.training = true;
+    for (int k = 0; k < task.chunks(); ++k) CHECK(std::isfinite(task.forward_backward(k, opt).mean));
+
+    CHECK_THROWS_WITH(load(regressions / "memory_age_overflow.safetensors"),
+                      Contains("memory age 1073741824 of layer 0 is beyond any Skip-Retain run's"));
+    CHECK_THROWS_WITH(load(regressions / "epoch_overflow.safetensors"),
+                      Contains("metadata 'memtx.epoch' = '9223372036854775807' is outside [0, 4611686018427387904]"));
+    CHECK_THROWS_WITH(load(regressions / "phase_narrowed.safetensors"),
+                      Contains("metadata 'memtx.phase' = '4294967297' is outside [1, 2]"));
+    // a refused load changed nothing
+    CHECK(std::vector<float>(model.parameters().begin(), model.parameters().end()) == loaded);
+}
+
+// A memory age that passed the loader but grows past the range of relative distances during
+// training (a layer skipped about 2^30 / tgt_len steps in a row) stops the step with an Error.
+TEST_CASE("a memory age beyond the range of relative distances is an Error at the step", "[faults][checkpoint]") {
+    Model m({.seed = 2});
+    auto mem = m.make_memory(2, 8);
+    const std::vector<std::int32_t> x(2 * 4, 1);
+    const memtx::StepOptions opt;
+    (void)m.forward(x, mem, opt);   // 4 rows of memory in every layer
+    REQUIRE(mem.rows(1) == 4);
+    mem.set_age(1, 1 << 28);        // (age - 1) * 4 + 4 + 4 = 2^30 + 4
+    CHECK_THROWS_WITH(m.forward(x, mem, opt), Contains("memory of layer 1 has age 268435456"));
+    mem.set_age(1, (1 << 28) - 1);  // 2^30: the oldest that fits
+    CHECK_NOTHROW(m.forward(x, mem, opt));
+}
+
+// Metadata values are read whole and within their type: a seed above 2^63 (written unsigned)
+// resumes; a number with trailing text, a NaN loss, or a negative count is refused.
+TEST_CASE("checkpoint metadata is parsed strictly and without narrowing", "[faults][checkpoint]") {
+    TempDir dir("faults_meta");
+    constexpr std::uint64_t big_seed = (std::uint64_t{1} << 63) + 5;
+    std::ostringstream log;
+    Model trained({.seed = big_seed});
+    memtx::Trainer(trained, corpus(), config(dir.path, 3)).run(log);
+    const fs::path file = ckpt(dir.path, 3);
+    Model m({.seed = big_seed});
+    memtx::OptimizerFor<Model> adam(m, memtx::AdamOptions{});
+    CHECK(memtx::load_checkpoint(file, m, adam).step == 3);
+    CHECK(params(m) == params(trained));
+
+    // a checkpoint-1 (no checksum) whose metadata value is replaced by `to`, padded with JSON
+    // whitespace after its closing quote so that the header keeps its length
+    replace_once(file, "\"memtx.crc32\"", "\"memtx.crcXX\"");
+    replace_once(file, "\"checkpoint-2\"", "\"checkpoint-1\"");
+    const std::string original = read_all(file);
+    const auto edited = [&](const std::string& key, const std::string& to) {
+        write_all(file, original);
+        const std::string from = memtx::io::SafetensorsReader(file).metadata_value(key);
+        REQUIRE(to.size() <= from.size());
+        replace_once(file, "\"" + key + "\":\"" + from + "\"", "\"" + key + "\":\"" + to + "\"" + std::string(from.size() - to.size(), ' '));
+        return memtx::io::SafetensorsReader(file).metadata_value(key) == to;
+    };
+    const auto load = [&] { return memtx::load_checkpoint(file, m, adam); };
+    REQUIRE(edited("memtx.step", "3"));
+    CHECK(load().step == 3);
+    REQUIRE(edited("memtx.best_valid", "1.5abc"));
+    CHECK_THROWS_WITH(load(), Contains("metadata 'memtx.best_valid' = '1.5abc' is not a number"));
+    REQUIRE(edited("memtx.best_valid", "nan"));
+    CHECK_THROWS_WITH(load(), Contains("metadata 'memtx.best_valid' = 'nan' is not a number"));
+    REQUIRE(edited("memtx.seed", "3x"));
+    CHECK_THROWS_WITH(load(), Contains("metadata 'memtx.seed' = '3x' is not an integer"));
+    REQUIRE(edited("memtx.seed", "+3"));
+    CHECK_THROWS_WITH(load(), Contains("metadata 'memtx.seed' = '+3' is not an integer"));
+    REQUIRE(edited("memtx.seed", "-1"));
+    CHECK_THROWS_WITH(load(), Contains("metadata 'memtx.seed' = '-1' is not an integer"));
+    REQUIRE(edited("memtx.metrics_offset", "-1"));
+    CHECK_THROWS_WITH(load(), Contains("metadata 'memtx.metrics_offset' = '-1' is outside [0, 4611686018427387904]"));
+    REQUIRE(edited("memtx.seed", "5"));
+    CHECK_THROWS_WITH(load(), Contains("was trained with seed 5, this run has seed 9223372036854775813"));
 }

@@ -18,6 +18,14 @@ struct RelAttentionGeometry {
     MEMTX_HD int k_len() const { return mem_rows + q_len; }
 };
 
+// Whether a memory of age `age` (>= 1) with `mem_rows` rows, before a segment of `q_len`
+// queries, keeps every distance the attention computes ((age - 1) * Q + M + Q at most) within
+// int, with room to spare (2^30). Only a layer skipped for about 2^30 / Q steps in a row gets past
+// it; a checkpoint that claims such an age is refused when it loads.
+inline bool rel_memory_age_fits(long long age, long long q_len, long long mem_rows) {
+    return age >= 1 && q_len >= 0 && mem_rows >= 0 && (age - 1) * q_len + mem_rows + q_len <= (1LL << 30);
+}
+
 // s of the reference's same_length mask `tril(ones, -s)`: every query sees the same number of
 // keys. `mem_len` is the configured memory length, not the current one.
 MEMTX_HD int same_length_shift(int q_len, int k_len, int mem_len) {

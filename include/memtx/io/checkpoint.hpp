@@ -11,6 +11,9 @@
 // get_/set_moments), so a checkpoint written by the CUDA model resumes on the CPU and the other
 // way round.
 #include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <cstdio>
 #include <functional>
@@ -138,9 +141,11 @@ inline void verify_checkpoint(const io::SafetensorsReader& r, const std::string&
         throw CorruptCheckpoint(detail::concat(where, " is corrupt: a ", kCheckpointFormat, " checkpoint without its checksum (",
                                                kCheckpointChecksumKey, ")"));
     const std::string actual = detail::crc_hex(checkpoint_checksum(r));
+#ifndef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION   // fuzz builds only: a fuzzer cannot forge a CRC (tests/fuzz)
     if (stored->second != actual)
         throw CorruptCheckpoint(detail::concat(where, " is corrupt: checksum mismatch (", kCheckpointChecksumKey, " is '",
                                                stored->second, "', the contents give '", actual, "')"));
+#endif
 }
 
 namespace detail {
@@ -156,27 +161,39 @@ std::map<std::string, std::string> shape_metadata() {
             {shape_key("untie_r"), std::to_string(int(S.untie_r))}};
 }
 
-inline long long meta_int(const io::SafetensorsReader& r, const std::string& key, const std::string& where) {
+// A metadata value as an integer of type I within [lo, hi]: the whole string, in decimal, with no
+// sign but a leading '-' (std::from_chars), so "12abc", " 12" and "+12" are refused, and a value
+// beyond I is refused rather than narrowed.
+template <std::integral I>
+I meta_integer(const io::SafetensorsReader& r, const std::string& key, const std::string& where,
+               I lo = std::numeric_limits<I>::min(), I hi = std::numeric_limits<I>::max()) {
     const std::string v = r.metadata_value(key);
-    try {
-        std::size_t used = 0;
-        const long long x = std::stoll(v, &used);
-        require(used == v.size(), "");
-        return x;
-    } catch (const std::exception&) {
-        throw Error(detail::concat(where, ": metadata '", key, "' = '", v, "' is not an integer"));
-    }
+    I x{};
+    const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+    require(ec != std::errc::invalid_argument && end == v.data() + v.size() && !v.empty(), where, ": metadata '", key,
+            "' = '", v, "' is not an integer");
+    require(ec != std::errc::result_out_of_range && x >= lo && x <= hi, where, ": metadata '", key, "' = '", v,
+            "' is outside [", lo, ", ", hi, "]");
+    return x;
+}
+inline long long meta_int(const io::SafetensorsReader& r, const std::string& key, const std::string& where) {
+    return meta_integer<long long>(r, key, where);
 }
 
+// A metadata value as a number: the whole string (std::from_chars), not NaN. "inf" is what an
+// infinite value is written as (a best validation loss before the first validation).
 inline double meta_double(const io::SafetensorsReader& r, const std::string& key, const std::string& where) {
     const std::string v = r.metadata_value(key);
-    if (v == "inf") return std::numeric_limits<double>::infinity();
-    try {
-        return std::stod(v);
-    } catch (const std::exception&) {
-        throw Error(detail::concat(where, ": metadata '", key, "' = '", v, "' is not a number"));
-    }
+    double x = 0;
+    const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+    require(ec == std::errc() && end == v.data() + v.size() && !v.empty() && !std::isnan(x), where, ": metadata '", key,
+            "' = '", v, "' is not a number");
+    return x;
 }
+
+// Counts in a checkpoint's position (steps, epochs, segments, byte offsets) stay below 2^62, so
+// that the training loop's increments of them can never overflow.
+inline constexpr long long kMaxCheckpointCount = 1LL << 62;
 } // namespace detail
 
 // The checkpoint's model, optimizer and position; `save_extra(writer)` adds the task's part.
@@ -255,20 +272,18 @@ TrainState load_checkpoint(const std::filesystem::path& file, Model& model, Opti
     const io::SafetensorsReader r = detail::open_checkpoint(file, where);
     verify_checkpoint(r, where);
     check_checkpoint_shape<Model::shape>(r, where);
-    const auto seed = static_cast<std::uint64_t>(detail::meta_int(r, "memtx.seed", where));
+    const auto seed = detail::meta_integer<std::uint64_t>(r, "memtx.seed", where);   // written unsigned: all 64 bits
     require(seed == model.options().seed, where, " was trained with seed ", seed, ", this run has seed ", model.options().seed);
 
     TrainState st;
-    st.step = detail::meta_int(r, "memtx.step", where);
-    st.epoch = detail::meta_int(r, "memtx.epoch", where);
-    st.segment = detail::meta_int(r, "memtx.segment", where);
+    constexpr long long kMax = detail::kMaxCheckpointCount;
+    st.step = detail::meta_integer<long long>(r, "memtx.step", where, 0, kMax);
+    st.epoch = detail::meta_integer<long long>(r, "memtx.epoch", where, 0, kMax);
+    st.segment = detail::meta_integer<long long>(r, "memtx.segment", where, 0, kMax);
     st.best_valid = detail::meta_double(r, "memtx.best_valid", where);
-    st.metrics_offset = detail::meta_int(r, "memtx.metrics_offset", where);
-    st.phase = static_cast<int>(detail::meta_int(r, "memtx.phase", where));
-    st.stale_evals = static_cast<int>(detail::meta_int(r, "memtx.stale_evals", where));
-    require(st.phase == 1 || st.phase == 2, where, ": phase ", st.phase, " is neither 1 nor 2");
-    require(st.step >= 0 && st.epoch >= 0 && st.segment >= 0 && st.metrics_offset >= 0, where,
-            ": negative training position");
+    st.metrics_offset = detail::meta_integer<long long>(r, "memtx.metrics_offset", where, 0, kMax);
+    st.phase = detail::meta_integer<int>(r, "memtx.phase", where, 1, 2);
+    st.stale_evals = detail::meta_integer<int>(r, "memtx.stale_evals", where, 0, 1 << 30);
     const std::function<void()> commit_extra = stage_extra(r, where, std::as_const(st));
     const std::int64_t n_groups[1] = {static_cast<std::int64_t>(adam.groups().size())};
     std::vector<std::int64_t> adam_steps(adam.groups().size());

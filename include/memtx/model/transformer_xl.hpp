@@ -301,6 +301,8 @@ private:
         RelAttentionGeometry g;
         g.q_len = q_len;
         g.mem_rows = mem.rows(l);
+        require(rel_memory_age_fits(mem.age(l), q_len, g.mem_rows), "memory of layer ", l, " has age ", mem.age(l),
+                ": with ", q_len, " queries its positions would leave the range of relative distances");
         g.mem_offset = (mem.age(l) - 1) * q_len;
         g.clamp_len = opt.clamp_len;
         g.same_length = opt.same_length;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "memtx/core/error.hpp"
+#include "memtx/core/rel_position.hpp"
 #include "memtx/data/corpus.hpp"
 #include "memtx/data/segment_iterator.hpp"
 #include "memtx/io/checkpoint.hpp"
@@ -146,6 +147,8 @@ public:
                 require(rws >= 0 && rws <= m.mem_len(), where, ": memory of layer ", l, " holds ", rws, " rows, but mem_len is ",
                         m.mem_len(), " (resume with the checkpoint's mem_len)");
                 require(age >= 1, where, ": memory age ", age, " of layer ", l, " is not positive");
+                require(rel_memory_age_fits(age, config_.tgt_len, config_.mem_len), where, ": memory age ", age, " of layer ", l,
+                        " is beyond any Skip-Retain run's (its relative positions would overflow)");
                 const std::int64_t shape3[3] = {m.batch(), rws, D};
                 std::vector<T> data(static_cast<std::size_t>(m.batch()) * rws * D);
                 r.read_into<T>("memory." + std::to_string(c) + "." + std::to_string(l), std::span<T>(data),
