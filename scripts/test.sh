@@ -1,24 +1,37 @@
 #!/usr/bin/env bash
-# The README's test command: builds everything in Release and runs every test (one at a time:
-# each test uses every core through OpenMP), then builds the
-# tests again under AddressSanitizer + UndefinedBehaviorSanitizer and runs them once more (all
-# but the emulated CUDA model and trainer, whose kernels are checked there one by one).
+# The README's test command. Three passes, each with every core (the tests run one at a time:
+# each uses every core through OpenMP):
+#  1. Release: builds everything and runs every test.
+#  2. AddressSanitizer + UndefinedBehaviorSanitizer: the tests again (all but the emulated CUDA
+#     model and trainer, whose kernels and ops are checked there one by one), at -O1 -g1: half
+#     the compile time of -O2 -g, with file:line stack traces. The nvcc-compiled GPU tests are
+#     left out of this pass (CMake does so under MEMTX_SANITIZE): nvcc's host code is not
+#     sanitized, so it would compile them once more for nothing.
+#  3. libFuzzer (scripts/fuzz.sh): each fuzz target for MEMTX_FUZZ_SECONDS (60) from its seeds,
+#     after replaying every saved regression.
+# MEMTX_SKIP_SANITIZERS=1 or MEMTX_SKIP_FUZZ=1 leave out pass 2 or 3 (for a quick local run).
+# Where nvcc exists, the Release pass compiles the CUDA code for MEMTX_TEST_CUDA_ARCHITECTURES
+# (default 90, the H100/H200 of scripts/gpu_check.sh): without a GPU it is a compile check, and a
+# second architecture doubles nvcc's time. A plain cmake build compiles for 80 and 90.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
 scripts/install_deps.sh
 
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${MEMTX_TEST_CUDA_ARCHITECTURES:-90}"
 cmake --build build -j"$jobs"
 ctest --test-dir build --output-on-failure
 
 if [ "${MEMTX_SKIP_SANITIZERS:-0}" != "1" ]; then
-  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMEMTX_SANITIZE=address,undefined \
-        -DMEMTX_BUILD_EXAMPLES=OFF -DMEMTX_BUILD_BENCHMARKS=OFF
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" \
+        -DMEMTX_SANITIZE=address,undefined -DMEMTX_BUILD_EXAMPLES=OFF -DMEMTX_BUILD_BENCHMARKS=OFF
   cmake --build build-asan -j"$jobs"
   # The emulated CUDA model and trainer compose the kernels and ops that test_cuda_kernels_emulated
-  # and test_cuda_ops_emulated check under the sanitizers here; their second pass would add
-  # no code, only the largest share of the time (they ran in the Release pass above).
+  # and test_cuda_ops_emulated check under the sanitizers here (they ran in the Release pass).
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     ctest --test-dir build-asan --output-on-failure -E '^test_cuda_(model|trainer)_emulated$'
+fi
+
+if [ "${MEMTX_SKIP_FUZZ:-0}" != "1" ]; then
+  scripts/fuzz.sh "${MEMTX_FUZZ_SECONDS:-60}"
 fi
