@@ -118,6 +118,11 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"linear", "uniform", "custom"}));
     app.add_option("--skip-p", skip_p, "skip probability of every layer with --skip-schedule uniform")->check(CLI::Range(0.0, 0.999));
     app.add_option("--skip-probs", skip_probs, "one skip probability per layer with --skip-schedule custom")->delimiter(',');
+    std::string skipped_layers = "freeze";
+    app.add_option("--skipped-layers", skipped_layers,
+                   "what Adam does with a skipped layer: freeze (no update, no step counted) | zero-grad (a step with a zero "
+                   "gradient: momentum moves it, the step counts; the authors' PyTorch 1.5)")
+        ->check(CLI::IsMember({"freeze", "zero-grad"}));
     app.add_option("--phase1-steps", t.methods.phase1_steps, "switch to phase 2 (vanilla) after this many steps")
         ->check(CLI::Range(0LL, 1LL << 40));
     app.add_option("--phase1-patience", t.methods.phase1_patience, "switch to phase 2 when validation has not improved this many times")
@@ -139,7 +144,8 @@ int main(int argc, char** argv) {
 
     try {
         t.schedule.kind = memtx::parse_schedule(schedule);
-        t.methods.skip = {memtx::parse_skip_schedule(skip_schedule), skip_p, skip_probs};
+        t.methods.skip = {memtx::parse_skip_schedule(skip_schedule), skip_p, skip_probs,
+                          memtx::parse_skipped_layers(skipped_layers)};
         if (t.eval.mem_len > 0 && !app.count("--eval-mem-len")) t.eval.mem_len = t.mem_len;
         if (!app.count("--eval-tgt-len")) t.eval.tgt_len = t.tgt_len;
         memtx::Corpus corpus;

@@ -33,6 +33,7 @@ expect "nonsense preset" "--preset" "$train_lm" --preset huge
 expect "negative learning rate" "--lr" "$train_lm" --lr -1
 expect "skip probability out of range" "--skip-p" "$train_lm" --skip-schedule uniform --skip-p 1.5
 expect "cross-head beta out of range" "--cross-head-beta" "$train_lm" --cross-head-beta 2
+expect "nonsense skipped-layers policy" "--skipped-layers" "$train_lm" --skip-retain --skipped-layers zero
 expect "nonsense backend" "--backend" "$train_lm" --backend tpu
 expect "bf16 on the CPU" "is for --backend cuda" "$train_lm" --precision bf16 --out "$work/r0"
 if ! nvidia-smi -L > /dev/null 2>&1; then   # no GPU here: a clear error (no device, or built without nvcc)

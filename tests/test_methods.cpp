@@ -5,6 +5,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <sstream>
@@ -76,6 +77,86 @@ TEST_CASE("a skipped layer keeps its memory, which ages, and its parameters and 
     memtx::train_step(model, adam, x, y, mem, opt);
     CHECK(mem.age(1) == 1);   // written again
     CHECK(mem.rows(1) == 6);
+}
+
+// SkippedLayers::zero_grad, the authors' optimizer behaviour: a skipped layer gets a zero
+// gradient, and Adam still steps it: the moments decay, the parameters move along the momentum,
+// the step counts. (The test above is the default, freeze.)
+TEST_CASE("zero-grad skipped layers: Adam steps them with a zero gradient", "[methods][skip]") {
+    Model model({.seed = 3, .dropout = 0.1f});
+    memtx::Adam<float> adam(model, {.lr = 1e-2});
+    auto mem = model.make_memory(2, 6);
+    const auto x = tokens(8, 1, 13), y = tokens(8, 2, 13);
+    memtx::StepOptions opt;
+    const auto zero_grad = memtx::SkippedLayers::zero_grad;
+    memtx::train_step(model, adam, x, y, mem, opt, zero_grad);   // step 0: every layer runs (momentum)
+    const std::uint8_t skip[3] = {0, 1, 0};
+    opt.skip = skip;
+    opt.step = 1;
+    std::map<std::string, std::vector<float>> p_before, m_before, v_before;
+    for (const auto& e : model.layout().entries) {
+        p_before[e.name] = slice<float>(model.parameters(), e);
+        m_before[e.name] = slice<float>(adam.first_moment(), e);
+        v_before[e.name] = slice<float>(adam.second_moment(), e);
+    }
+    memtx::train_step(model, adam, x, y, mem, opt, zero_grad);
+    CHECK(mem.age(1) == 2);   // the memory is retained as under freeze
+    for (const auto& e : model.layout().entries) {
+        if (e.layer != 1) continue;
+        INFO(e.name);
+        const auto p = slice<float>(model.parameters(), e), m = slice<float>(adam.first_moment(), e),
+                   v = slice<float>(adam.second_moment(), e);
+        bool moved = false;
+        for (std::size_t i = 0; i < p.size(); ++i) {
+            CHECK(m[i] == Approx(0.9f * m_before[e.name][i]).epsilon(1e-6).margin(1e-30));     // m = beta1 m + 0
+            CHECK(v[i] == Approx(0.999f * v_before[e.name][i]).epsilon(1e-6).margin(1e-30));   // v = beta2 v + 0
+            moved |= p[i] != p_before[e.name][i];
+        }
+        CHECK(moved == std::any_of(m.begin(), m.end(), [](float z) { return z != 0; }));   // along the momentum
+    }
+    for (std::size_t k = 0; k < adam.groups().size(); ++k) CHECK(adam.groups()[k].step == 2);   // every group counted
+
+    // The same step under freeze leaves layer 1 where it was.
+    Model frozen_model({.seed = 3, .dropout = 0.1f});
+    memtx::Adam<float> frozen_adam(frozen_model, {.lr = 1e-2});
+    auto frozen_mem = frozen_model.make_memory(2, 6);
+    memtx::StepOptions first;
+    memtx::train_step(frozen_model, frozen_adam, x, y, frozen_mem, first);
+    memtx::train_step(frozen_model, frozen_adam, x, y, frozen_mem, opt);
+    for (const auto& e : frozen_model.layout().entries)
+        if (e.layer == 1) CHECK(slice<float>(frozen_model.parameters(), e) == p_before[e.name]);
+}
+
+// The Trainer passes the choice through: under zero-grad every group counts every step; under
+// freeze, a group of a layer that was skipped counts fewer.
+TEST_CASE("the Trainer's skipped_layers option reaches Adam", "[methods][skip][trainer]") {
+    std::string text;
+    for (int i = 0; i < 300; ++i) text += "row " + std::to_string(i * 31 % 97) + " of text\n";
+    const auto corpus = memtx::corpus_from_text(text, memtx::CorpusKind::bytes, 0.1, 0.1, "t");
+    constexpr memtx::ModelShape s4{.n_layer = 4, .d_model = 16, .n_head = 2, .d_head = 8, .d_inner = 32, .vocab = 256};
+    using M4 = memtx::TransformerXL<s4>;
+    const auto run = [&](memtx::SkippedLayers policy) {
+        memtx::TrainerConfig c;
+        c.batch = 2;
+        c.tgt_len = c.eval.tgt_len = 8;
+        c.mem_len = c.eval.mem_len = 8;
+        c.eval.batch = 2;
+        c.max_step = 6;
+        c.methods.skip_retain = true;
+        c.methods.skip = {.schedule = memtx::SkipRetainOptions::Schedule::uniform, .p = 0.5, .skipped_layers = policy};
+        M4 model({.seed = 2});
+        memtx::Trainer<M4> t(model, corpus, c);
+        while (!t.done()) (void)t.step();
+        std::vector<long long> steps;
+        for (const auto& g : t.optimizer().groups()) steps.push_back(static_cast<long long>(g.step));
+        return steps;
+    };
+    const auto zero_grad = run(memtx::SkippedLayers::zero_grad), freeze = run(memtx::SkippedLayers::freeze);
+    CHECK(std::all_of(zero_grad.begin(), zero_grad.end(), [](long long s) { return s == 6; }));
+    CHECK(std::any_of(freeze.begin(), freeze.end(), [](long long s) { return s < 6; }));
+    CHECK(memtx::parse_skipped_layers("zero-grad") == memtx::SkippedLayers::zero_grad);
+    CHECK(memtx::parse_skipped_layers("freeze") == memtx::SkippedLayers::freeze);
+    CHECK_THROWS_WITH(memtx::parse_skipped_layers("zero"), Contains("unknown skipped-layers policy 'zero'"));
 }
 
 namespace {
@@ -406,4 +487,34 @@ TEST_CASE("two-phase training: decisions survive a resume, phase 2 never skips, 
     all << in.rdbuf();
     CHECK_THAT(all.str(), Contains("{\"type\":\"phase\",\"step\":8,\"phase\":2,\"reason\":\"steps\"}"));
     std::filesystem::remove_all(dir);
+}
+
+// Cross-head is reported only for layers that ran: a skipped layer is the identity, so a head map
+// drawn for it permutes nothing (the metrics' "cross_head" list once included such layers).
+TEST_CASE("cross-head is reported only for layers that ran", "[methods][cross_head][trainer]") {
+    std::string text;
+    for (int i = 0; i < 300; ++i) text += "row " + std::to_string(i * 31 % 97) + " of text\n";
+    const auto corpus = memtx::corpus_from_text(text, memtx::CorpusKind::bytes, 0.1, 0.1, "t");
+    constexpr memtx::ModelShape s4{.n_layer = 4, .d_model = 16, .n_head = 2, .d_head = 8, .d_inner = 32, .vocab = 256};
+    using M4 = memtx::TransformerXL<s4>;
+    memtx::TrainerConfig c;
+    c.batch = 2;
+    c.tgt_len = c.eval.tgt_len = 8;
+    c.mem_len = c.eval.mem_len = 8;
+    c.eval.batch = 2;
+    c.max_step = 16;
+    c.methods.skip_retain = true;
+    c.methods.skip = {.schedule = memtx::SkipRetainOptions::Schedule::uniform, .p = 0.5};
+    c.methods.cross_head_beta = 1.0;   // every layer draws a permutation every step
+    M4 model({.seed = 2});
+    memtx::Trainer<M4> t(model, corpus, c);
+    int skipped_steps = 0;
+    while (!t.done()) {
+        const auto r = t.step();
+        INFO("step " << r.step << ": skipped " << r.skipped << ", cross_head " << r.cross_head);
+        CHECK((r.cross_head & r.skipped) == 0);
+        CHECK((r.cross_head | r.skipped) == 0b1111);
+        skipped_steps += r.skipped != 0;
+    }
+    CHECK(skipped_steps > 0);
 }

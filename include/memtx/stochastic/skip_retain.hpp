@@ -1,9 +1,9 @@
 #pragma once
 // Skip-Retain (phase 1 of the paper's two-phase training): at each optimizer step every layer
 // is skipped with its own probability, one Bernoulli draw per layer shared by the whole batch.
-// A skipped layer is the identity, computes and stores nothing, gets no gradient and no
-// optimizer update, and keeps its old memory, whose age grows (its keys sit (age - 1) * tgt_len
-// further back).
+// A skipped layer is the identity, computes and stores nothing, gets no gradient, and keeps its
+// old memory, whose age grows (its keys sit (age - 1) * tgt_len further back). What the optimizer
+// does with its parameters is a choice (SkippedLayers): by default none of its state moves.
 #include <cstdint>
 #include <span>
 #include <string_view>
@@ -16,6 +16,25 @@
 
 namespace memtx {
 
+// What the optimizer does with a skipped layer's parameters at that step. Both leave the
+// parameters of a layer that never ran untouched; they differ once Adam has momentum.
+enum class SkippedLayers {
+    // No update: parameters, moments and step count stay. What PyTorch >= 2.0 does: its
+    // zero_grad() sets gradients to None, and Adam passes over a parameter without one.
+    freeze,
+    // An Adam step with a zero gradient: the moments decay (m = beta1 m, v = beta2 v), the
+    // parameters move along the momentum, and the step counts. What the paper's authors ran: in
+    // PyTorch 1.5, zero_grad() fills gradients with zeros, so Adam updates every parameter.
+    zero_grad,
+};
+
+inline SkippedLayers parse_skipped_layers(std::string_view s) {
+    if (s == "freeze") return SkippedLayers::freeze;
+    if (s == "zero-grad") return SkippedLayers::zero_grad;
+    throw Error(detail::concat("unknown skipped-layers policy '", s, "' (expected freeze or zero-grad)"));
+}
+inline const char* skipped_layers_name(SkippedLayers s) { return s == SkippedLayers::freeze ? "freeze" : "zero-grad"; }
+
 struct SkipRetainOptions {
     enum class Schedule { linear, uniform, custom };
     // linear: p(i) = 0.5 * i / N for layer i = 0..N-1, the last layer never skipped (the paper).
@@ -23,6 +42,7 @@ struct SkipRetainOptions {
     Schedule schedule = Schedule::linear;
     double p = 0.0;
     std::vector<double> probabilities;
+    SkippedLayers skipped_layers = SkippedLayers::freeze;
 };
 
 inline SkipRetainOptions::Schedule parse_skip_schedule(std::string_view s) {
@@ -36,7 +56,7 @@ class SkipRetain {
 public:
     static constexpr const char* name = "skip-retain";
 
-    SkipRetain(int n_layer, const SkipRetainOptions& o) : p_(static_cast<std::size_t>(n_layer)) {
+    SkipRetain(int n_layer, const SkipRetainOptions& o) : p_(static_cast<std::size_t>(n_layer)), skipped_layers_(o.skipped_layers) {
         require(n_layer > 0, "skip-retain: n_layer must be positive, got ", n_layer);
         using S = SkipRetainOptions::Schedule;
         switch (o.schedule) {
@@ -60,6 +80,7 @@ public:
     }
 
     int n_layer() const { return static_cast<int>(p_.size()); }
+    SkippedLayers skipped_layers() const { return skipped_layers_; }
     double probability(int layer) const { return p_.at(static_cast<std::size_t>(layer)); }
     // Expected fraction of layers skipped per step.
     double expected_skip_fraction() const {
@@ -79,30 +100,34 @@ public:
     }
 
     // The policy (stochastic/method.hpp): phase 1 only; its draws skip layers, whose parameter
-    // groups the optimizer leaves alone.
+    // groups the optimizer leaves alone (freeze) or steps with their zero gradient (zero_grad).
     void decide(const MethodStep& s, StepPlan& plan) const {
         if (s.phase != 1) return;
         draw(s.seed, s.step, plan.skip_mask());
     }
     void freeze(const StepPlan& plan, const ParamLayout& layout, std::span<std::uint8_t> frozen) const {
+        if (skipped_layers_ == SkippedLayers::zero_grad) return;
         const auto skip = plan.skip();
         for (std::size_t k = 0; k < layout.entries.size(); ++k) {
             const int l = layout.entries[k].layer;
             if (!skip.empty() && l >= 0 && skip[static_cast<std::size_t>(l)]) frozen[k] = 1;
         }
     }
-    // frozen[k] = 1 for the groups (layout entries) of skipped layers; 0 for the rest (one flag per entry).
-    static void freeze_skipped(const ParamLayout& layout, std::span<const std::uint8_t> skip, std::span<std::uint8_t> frozen) {
+    // frozen[k] = 1 for the groups (layout entries) of skipped layers under `freeze`; 0 for the
+    // rest, and for every group under `zero_grad` (one flag per entry).
+    static void freeze_skipped(const ParamLayout& layout, std::span<const std::uint8_t> skip, std::span<std::uint8_t> frozen,
+                               SkippedLayers policy = SkippedLayers::freeze) {
         require(frozen.size() == layout.entries.size(), "frozen flags: ", frozen.size(), " for ", layout.entries.size(),
                 " parameter groups");
         for (std::size_t k = 0; k < layout.entries.size(); ++k) {
             const int l = layout.entries[k].layer;
-            frozen[k] = !skip.empty() && l >= 0 && skip[static_cast<std::size_t>(l)] ? 1 : 0;
+            frozen[k] = policy == SkippedLayers::freeze && !skip.empty() && l >= 0 && skip[static_cast<std::size_t>(l)] ? 1 : 0;
         }
     }
 
 private:
     std::vector<double> p_;
+    SkippedLayers skipped_layers_;
 };
 
 } // namespace memtx

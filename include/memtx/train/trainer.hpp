@@ -49,7 +49,7 @@ struct StepReport {
     long long tokens = 0;
     int phase = 1;
     std::uint64_t skipped = 0;      // bit l: layer l skipped (first 64 layers)
-    std::uint64_t cross_head = 0;   // bit l: layer l's heads permuted
+    std::uint64_t cross_head = 0;   // bit l: layer l ran with its heads permuted (never a skipped layer)
 };
 
 // The ckpt_<step>.safetensors files in dir, newest (largest step) first; none when dir is not a
@@ -220,8 +220,9 @@ public:
         StepReport r;
         r.phase = state_.phase;
         for (int l = 0; l < Model::shape.n_layer && l < 64; ++l) {
+            // a skipped layer is the identity: a head map drawn for it permuted nothing
             if (plan_.skipped(l)) r.skipped |= std::uint64_t{1} << l;
-            if (plan_.head_map_used(l)) r.cross_head |= std::uint64_t{1} << l;
+            else if (plan_.head_map_used(l)) r.cross_head |= std::uint64_t{1} << l;
         }
         r.step = state_.step;
         r.lr = lr;
