@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (tests/fuzz, clang, into build-fuzz/) and fuzzes each for N seconds
-# (first argument, else $MEMTX_FUZZ_SECONDS, else 60) from a copy of its seed corpus
+# (first argument, else $MEMTX_FUZZ_SECONDS, else 60; as many targets at a time as there are
+# cores) from a copy of its seed corpus
 # (tests/fuzz/corpus/<target>; the repository is never written), with -timeout=10
 # -rss_limit_mb=2048. Before fuzzing, it replays tests/fuzz/regressions/<target>/*; after, it
 # replays the grown corpus with MEMTX_FUZZ_REPORT=1 and prints how many inputs the parser accepted
@@ -62,16 +63,10 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
 failed=()
 summary=()
 
+# 1. the saved reproducers of earlier findings must pass (every target first)
 for t in "${targets[@]}"; do
   bin="$build/fuzz_$t"
   log="$logs/$t.log"
-  dict=tests/fuzz/dict/$t.dict
-  artifacts="$work/artifacts_$t"
-  mkdir -p "$artifacts"
-  echo
-  echo "==== $t"
-
-  # 1. the saved reproducers of earlier findings must pass
   regress=()
   if [ -d "tests/fuzz/regressions/$t" ]; then
     while IFS= read -r -d '' f; do regress+=("$f"); done < <(find "tests/fuzz/regressions/$t" -type f ! -name '*.md' ! -name '.*' -print0 | sort -z)
@@ -86,33 +81,59 @@ for t in "${targets[@]}"; do
       cat "$work/one.log" >>"$log.regressions"
       if [ "$ok" -eq 0 ]; then
         bad=$((bad + 1))
-        echo "regression FAILS: $f"
+        echo "$t: regression FAILS: $f"
         grep -E "^SUMMARY|runtime error|MEMTX_FUZZ_CHECK|^  [a-z]|terminate called|what\(\)" "$work/one.log" | head -4 | sed 's/^/    /'
       fi
     done
     if [ "$bad" -eq 0 ]; then
-      echo "regressions: ${#regress[@]} replayed, all pass"
+      echo "$t: regressions: ${#regress[@]} replayed, all pass"
     else
-      echo "regressions: $bad of ${#regress[@]} FAIL (log: $log.regressions)"
+      echo "$t: regressions: $bad of ${#regress[@]} FAIL (log: $log.regressions)"
       failed+=("$t ($bad regressions)")
     fi
   else
-    echo "regressions: none saved"
+    echo "$t: regressions: none saved"
   fi
+done
 
-  # 2. fuzz from a copy of the seeds
-  corpus="$work/corpus_$t"
+# 2. fuzz each target from a copy of its seeds, as many at a time as there are cores (each
+# libFuzzer process is one thread)
+fuzz_one() {
+  local t=$1 bin="$build/fuzz_$1" log="$logs/$1.log" dict=tests/fuzz/dict/$1.dict corpus="$work/corpus_$1"
+  local artifacts="$work/artifacts_$1" limit dict_arg=() start rc
+  mkdir -p "$artifacts"
   cp -r "tests/fuzz/corpus/$t" "$corpus"
-  seeds=$(find "$corpus" -type f | wc -l)
   if [ -n "$runs" ]; then limit=(-runs="$runs"); else limit=(-max_total_time="$secs"); fi
-  dict_arg=()
   [ -f "$dict" ] && dict_arg=(-dict="$dict")
   start=$SECONDS
   set +e
   "$bin" "${common[@]}" "${limit[@]}" "${dict_arg[@]}" -print_final_stats=1 -artifact_prefix="$artifacts/" "$corpus" >"$log" 2>&1
   rc=$?
   set -e
-  took=$((SECONDS - start))
+  echo "$rc $((SECONDS - start))" >"$work/result_$t"
+}
+running=0
+for t in "${targets[@]}"; do
+  if [ "$running" -ge "$jobs" ]; then
+    wait -n || true
+    running=$((running - 1))
+  fi
+  fuzz_one "$t" &
+  running=$((running + 1))
+done
+wait
+
+# 3. per target: the run's figures, any finding, and which outcomes the grown corpus reaches
+# (every input once, outcomes tallied by the target)
+for t in "${targets[@]}"; do
+  bin="$build/fuzz_$t"
+  log="$logs/$t.log"
+  corpus="$work/corpus_$t"
+  artifacts="$work/artifacts_$t"
+  echo
+  echo "==== $t"
+  read -r rc took <"$work/result_$t" || { rc=1; took=?; }
+  seeds=$(find "tests/fuzz/corpus/$t" -type f | wc -l)
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
   rss=$(sed -n 's/^stat::peak_rss_mb: *//p' "$log" | tail -1)
@@ -131,7 +152,6 @@ for t in "${targets[@]}"; do
     echo "reproducer(s) kept in $build/artifacts/$t/: $(ls "$build/artifacts/$t" | tr '\n' ' ')"
   fi
 
-  # 3. which outcomes the corpus reaches: every input once, outcomes tallied by the target
   set +e
   MEMTX_FUZZ_REPORT=1 "$bin" "${common[@]}" -runs=0 -artifact_prefix="$artifacts/replay-" "$corpus" >"$log.report" 2>&1
   rrc=$?
