@@ -32,6 +32,32 @@ template <class T>
 std::vector<T> slice(std::span<const T> s, const memtx::ParamEntry& e) {
     return {s.begin() + static_cast<std::ptrdiff_t>(e.offset), s.begin() + static_cast<std::ptrdiff_t>(e.offset + e.numel())};
 }
+
+// The Trainer tests' run: a byte corpus of numbered rows, a 4-layer model, batches of 2 segments
+// of 8 with memories of 8, and Skip-Retain skipping every layer with probability 0.5.
+constexpr memtx::ModelShape s4{.n_layer = 4, .d_model = 16, .n_head = 2, .d_head = 8, .d_inner = 32, .vocab = 256};
+using M4 = memtx::TransformerXL<s4>;
+
+const memtx::Corpus& rows_corpus() {
+    static const memtx::Corpus corpus = [] {
+        std::string text;
+        for (int i = 0; i < 300; ++i) text += "row " + std::to_string(i * 31 % 97) + " of text\n";
+        return memtx::corpus_from_text(text, memtx::CorpusKind::bytes, 0.1, 0.1, "t");
+    }();
+    return corpus;
+}
+
+memtx::TrainerConfig skip_retain_config(long long max_step) {
+    memtx::TrainerConfig c;
+    c.batch = 2;
+    c.tgt_len = c.eval.tgt_len = 8;
+    c.mem_len = c.eval.mem_len = 8;
+    c.eval.batch = 2;
+    c.max_step = max_step;
+    c.methods.skip_retain = true;
+    c.methods.skip = {.schedule = memtx::SkipRetainOptions::Schedule::uniform, .p = 0.5};
+    return c;
+}
 } // namespace
 
 TEST_CASE("a skipped layer keeps its memory, which ages, and its parameters and Adam state", "[methods][skip]") {
@@ -130,20 +156,10 @@ TEST_CASE("zero-grad skipped layers: Adam steps them with a zero gradient", "[me
 // The Trainer passes the choice through: under zero-grad every group counts every step; under
 // freeze, a group of a layer that was skipped counts fewer.
 TEST_CASE("the Trainer's skipped_layers option reaches Adam", "[methods][skip][trainer]") {
-    std::string text;
-    for (int i = 0; i < 300; ++i) text += "row " + std::to_string(i * 31 % 97) + " of text\n";
-    const auto corpus = memtx::corpus_from_text(text, memtx::CorpusKind::bytes, 0.1, 0.1, "t");
-    constexpr memtx::ModelShape s4{.n_layer = 4, .d_model = 16, .n_head = 2, .d_head = 8, .d_inner = 32, .vocab = 256};
-    using M4 = memtx::TransformerXL<s4>;
+    const memtx::Corpus& corpus = rows_corpus();
     const auto run = [&](memtx::SkippedLayers policy) {
-        memtx::TrainerConfig c;
-        c.batch = 2;
-        c.tgt_len = c.eval.tgt_len = 8;
-        c.mem_len = c.eval.mem_len = 8;
-        c.eval.batch = 2;
-        c.max_step = 6;
-        c.methods.skip_retain = true;
-        c.methods.skip = {.schedule = memtx::SkipRetainOptions::Schedule::uniform, .p = 0.5, .skipped_layers = policy};
+        memtx::TrainerConfig c = skip_retain_config(6);
+        c.methods.skip.skipped_layers = policy;
         M4 model({.seed = 2});
         memtx::Trainer<M4> t(model, corpus, c);
         while (!t.done()) (void)t.step();
@@ -425,27 +441,16 @@ TEST_CASE("bad input for the methods is a clear error", "[methods][bad_input]") 
 }
 
 TEST_CASE("two-phase training: decisions survive a resume, phase 2 never skips, ages return to 1", "[methods][trainer]") {
-    std::string text;
-    for (int i = 0; i < 300; ++i) text += "row " + std::to_string(i * 31 % 97) + " of text\n";
-    const auto corpus = memtx::corpus_from_text(text, memtx::CorpusKind::bytes, 0.1, 0.1, "t");
-    constexpr memtx::ModelShape s4{.n_layer = 4, .d_model = 16, .n_head = 2, .d_head = 8, .d_inner = 32, .vocab = 256};
-    using M4 = memtx::TransformerXL<s4>;
+    const memtx::Corpus& corpus = rows_corpus();
     const auto dir = std::filesystem::temp_directory_path() / ("memtx_methods_" + std::to_string(::getpid()));
     std::filesystem::remove_all(dir);
     auto cfg = [&](const std::string& name, long long steps) {
-        memtx::TrainerConfig c;
-        c.batch = 2;
-        c.tgt_len = c.eval.tgt_len = 8;
-        c.mem_len = c.eval.mem_len = 8;
-        c.eval.batch = 2;
+        memtx::TrainerConfig c = skip_retain_config(steps);
         c.eval.max_segments = 2;
-        c.max_step = steps;
         c.eval_interval = 4;
         c.log_interval = 4;
         c.checkpoint_dir = dir / name / "ckpt";
         c.metrics_file = dir / name / "metrics.jsonl";
-        c.methods.skip_retain = true;
-        c.methods.skip = {.schedule = memtx::SkipRetainOptions::Schedule::uniform, .p = 0.5};
         c.methods.phase1_steps = 8;
         c.methods.cross_head_beta = 0.5;
         return c;
@@ -492,19 +497,8 @@ TEST_CASE("two-phase training: decisions survive a resume, phase 2 never skips, 
 // Cross-head is reported only for layers that ran: a skipped layer is the identity, so a head map
 // drawn for it permutes nothing (the metrics' "cross_head" list once included such layers).
 TEST_CASE("cross-head is reported only for layers that ran", "[methods][cross_head][trainer]") {
-    std::string text;
-    for (int i = 0; i < 300; ++i) text += "row " + std::to_string(i * 31 % 97) + " of text\n";
-    const auto corpus = memtx::corpus_from_text(text, memtx::CorpusKind::bytes, 0.1, 0.1, "t");
-    constexpr memtx::ModelShape s4{.n_layer = 4, .d_model = 16, .n_head = 2, .d_head = 8, .d_inner = 32, .vocab = 256};
-    using M4 = memtx::TransformerXL<s4>;
-    memtx::TrainerConfig c;
-    c.batch = 2;
-    c.tgt_len = c.eval.tgt_len = 8;
-    c.mem_len = c.eval.mem_len = 8;
-    c.eval.batch = 2;
-    c.max_step = 16;
-    c.methods.skip_retain = true;
-    c.methods.skip = {.schedule = memtx::SkipRetainOptions::Schedule::uniform, .p = 0.5};
+    const memtx::Corpus& corpus = rows_corpus();
+    memtx::TrainerConfig c = skip_retain_config(16);
     c.methods.cross_head_beta = 1.0;   // every layer draws a permutation every step
     M4 model({.seed = 2});
     memtx::Trainer<M4> t(model, corpus, c);
