@@ -29,7 +29,6 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
-#include <limits>
 #include <span>
 #include <string>
 #include <vector>

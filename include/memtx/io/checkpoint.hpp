@@ -176,9 +176,6 @@ I meta_integer(const io::SafetensorsReader& r, const std::string& key, const std
             "' is outside [", lo, ", ", hi, "]");
     return x;
 }
-inline long long meta_int(const io::SafetensorsReader& r, const std::string& key, const std::string& where) {
-    return meta_integer<long long>(r, key, where);
-}
 
 // A metadata value as a number: the whole string (std::from_chars), not NaN. "inf" is what an
 // infinite value is written as (a best validation loss before the first validation).

@@ -125,7 +125,7 @@ public:
         require(checkpoint_vocabulary(r, where) == vocab, where, " holds another vocabulary than this corpus's (",
                 corpus_kind_name(vocab.kind()), ", ", vocab.size(), " symbols): train on the data it was made with");
         if (r.metadata().count("memtx.mem_len")) {
-            const long long saved = detail::meta_int(r, "memtx.mem_len", where);
+            const long long saved = detail::meta_integer<long long>(r, "memtx.mem_len", where);
             require(saved == config_.mem_len, where, " was trained with mem_len ", saved, ", but mem_len is ", config_.mem_len,
                     " (resume with the checkpoint's mem_len)");
         }
