@@ -14,6 +14,10 @@ template <int V>
 inline constexpr memtx::ModelShape tiny{.n_layer = 2, .d_model = 128, .n_head = 2, .d_head = 64, .d_inner = 512, .vocab = V};
 template <int V>
 inline constexpr memtx::ModelShape small{.n_layer = 4, .d_model = 256, .n_head = 4, .d_head = 64, .d_inner = 1024, .vocab = V};
+// Six layers, narrow enough for a 2-core CPU to train many seeds: the model of the methods
+// comparison (docs/results.md). Four heads, so a cross-head permutation has somewhere to go.
+template <int V>
+inline constexpr memtx::ModelShape six_layer{.n_layer = 6, .d_model = 128, .n_head = 4, .d_head = 32, .d_inner = 512, .vocab = V};
 // Transformer-XL's enwik8 base model (12 layers, d 512, 8 x 64, d_inner 2048), byte level.
 inline constexpr memtx::ModelShape enwik8_base{.n_layer = 12, .d_model = 512, .n_head = 8, .d_head = 64, .d_inner = 2048,
                                                .vocab = 256};

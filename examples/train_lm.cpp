@@ -82,8 +82,8 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"bytes", "symbols", "chars", "words"}));
     app.add_option("--valid-fraction", valid_fraction, "fraction of a single file used for validation")->check(CLI::Range(0.0, 0.5));
     app.add_option("--test-fraction", test_fraction, "fraction of a single file used for test")->check(CLI::Range(0.0, 0.5));
-    app.add_option("--preset", o.preset, "model: tiny (2x128) | small (4x256) | enwik8_base (12x512)")
-        ->check(CLI::IsMember({"tiny", "small", "enwik8_base"}));
+    app.add_option("--preset", o.preset, "model: tiny (2x128) | small (4x256) | six_layer (6x128, CPU) | enwik8_base (12x512)")
+        ->check(CLI::IsMember({"tiny", "small", "six_layer", "enwik8_base"}));
     app.add_option("--batch", t.batch, "sequences per step")->check(CLI::Range(1, 4096));
     app.add_option("--batch-chunk", t.batch_chunk, "split each batch into this many chunks (gradient accumulation)")
         ->check(CLI::Range(1, 4096));
@@ -125,6 +125,11 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"freeze", "zero-grad"}));
     app.add_option("--phase1-steps", t.methods.phase1_steps, "switch to phase 2 (vanilla) after this many steps")
         ->check(CLI::Range(0LL, 1LL << 40));
+    std::string phase2_from = "last";
+    app.add_option("--phase2-from", phase2_from,
+                   "phase 2 starts from the last phase-1 weights and Adam state, or from those of phase 1's best validation "
+                   "(the authors' recipe)")
+        ->check(CLI::IsMember({"last", "best"}));
     app.add_option("--phase1-patience", t.methods.phase1_patience, "switch to phase 2 when validation has not improved this many times")
         ->check(CLI::Range(0, 1 << 20));
     app.add_option("--cross-head-beta", t.methods.cross_head_beta, "probability of a head permutation per layer per step (paper: 0.1)")
@@ -146,6 +151,7 @@ int main(int argc, char** argv) {
         t.schedule.kind = memtx::parse_schedule(schedule);
         t.methods.skip = {memtx::parse_skip_schedule(skip_schedule), skip_p, skip_probs,
                           memtx::parse_skipped_layers(skipped_layers)};
+        t.methods.phase2_from = memtx::parse_phase2_start(phase2_from);
         if (t.eval.mem_len > 0 && !app.count("--eval-mem-len")) t.eval.mem_len = t.mem_len;
         if (!app.count("--eval-tgt-len")) t.eval.tgt_len = t.tgt_len;
         memtx::Corpus corpus;
@@ -217,6 +223,7 @@ int main(int argc, char** argv) {
         }
         if (o.preset == "tiny") return memtx_examples::run_tiny(o, corpus);
         if (o.preset == "small") return memtx_examples::run_small(o, corpus);
+        if (o.preset == "six_layer") return memtx_examples::run_six_layer(o, corpus);
         return memtx_examples::run_enwik8_base(o, corpus);
     } catch (const memtx::Error& e) {
         std::cerr << "error: " << e.what() << "\n";

@@ -29,6 +29,7 @@ struct TrainOptions {
 
 int run_tiny(const TrainOptions&, const memtx::Corpus&);
 int run_small(const TrainOptions&, const memtx::Corpus&);
+int run_six_layer(const TrainOptions&, const memtx::Corpus&);   // CPU only
 int run_enwik8_base(const TrainOptions&, const memtx::Corpus&);
 // The same presets on TransformerXL<Shape, memtx::Cuda> (built when nvcc was found).
 int run_cuda(const TrainOptions&, const memtx::Corpus&);

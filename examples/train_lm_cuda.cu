@@ -23,6 +23,7 @@ int run_shape_cuda(const TrainOptions& o, const memtx::Corpus& corpus) {
 } // namespace
 
 int run_cuda(const TrainOptions& o, const memtx::Corpus& c) {
+    memtx::require(o.preset != "six_layer", "preset six_layer is built for the CPU only: use --backend cpu");
     const bool bytes = vocab_bucket(o.preset, c.vocab.size()) == 256;
     if (o.preset == "tiny") return bytes ? run_shape_cuda<tiny<256>>(o, c) : run_shape_cuda<tiny<10000>>(o, c);
     if (o.preset == "small") return bytes ? run_shape_cuda<small<256>>(o, c) : run_shape_cuda<small<10000>>(o, c);

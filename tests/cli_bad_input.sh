@@ -34,6 +34,11 @@ expect "negative learning rate" "--lr" "$train_lm" --lr -1
 expect "skip probability out of range" "--skip-p" "$train_lm" --skip-schedule uniform --skip-p 1.5
 expect "cross-head beta out of range" "--cross-head-beta" "$train_lm" --cross-head-beta 2
 expect "nonsense skipped-layers policy" "--skipped-layers" "$train_lm" --skip-retain --skipped-layers zero
+expect "nonsense phase-2 start" "--phase2-from" "$train_lm" --skip-retain --phase2-from middle
+expect "phase 2 from best without Skip-Retain" "there is no phase 1" "$train_lm" --phase2-from best --out "$work/r0"
+expect "phase 2 from best, no validation in phase 1" "needs a validation in phase 1" "$train_lm" --corpus sample \
+  --skip-retain --phase1-steps 10 --eval-interval 20 --phase2-from best --out "$work/r0"
+expect "six_layer on CUDA" "use --backend cpu" "$train_lm" --preset six_layer --backend cuda --out "$work/r0"
 expect "nonsense backend" "--backend" "$train_lm" --backend tpu
 expect "bf16 on the CPU" "is for --backend cuda" "$train_lm" --precision bf16 --out "$work/r0"
 if ! nvidia-smi -L > /dev/null 2>&1; then   # no GPU here: a clear error (no device, or built without nvcc)

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "cpu_head_gather.hpp"   // benchmarks/baselines
@@ -490,7 +491,7 @@ TEST_CASE("two-phase training: decisions survive a resume, phase 2 never skips, 
     std::ifstream in(dir / "full" / "metrics.jsonl");
     std::stringstream all;
     all << in.rdbuf();
-    CHECK_THAT(all.str(), Contains("{\"type\":\"phase\",\"step\":8,\"phase\":2,\"reason\":\"steps\"}"));
+    CHECK_THAT(all.str(), Contains("{\"type\":\"phase\",\"step\":8,\"phase\":2,\"reason\":\"steps\",\"from\":\"last\",\"from_step\":8}"));
     std::filesystem::remove_all(dir);
 }
 
@@ -511,4 +512,130 @@ TEST_CASE("cross-head is reported only for layers that ran", "[methods][cross_he
         skipped_steps += r.skipped != 0;
     }
     CHECK(skipped_steps > 0);
+}
+
+// Phase 2 from phase 1's best validation (the authors' recipe): the switch restores the weights,
+// Adam moments and step counts of best.safetensors, and nothing else (step, data position and
+// memories carry on). Validation every 2 steps and a stop after step 3 make the best (step 2)
+// differ from the last phase-1 weights (step 3).
+TEST_CASE("phase 2 from best: the switch restores the best phase-1 weights and Adam state", "[methods][trainer]") {
+    const memtx::Corpus& corpus = rows_corpus();
+    const auto root = std::filesystem::temp_directory_path() / ("memtx_phase2_" + std::to_string(::getpid()));
+    std::filesystem::remove_all(root);
+    auto cfg = [&](const std::string& name, memtx::Phase2Start from) {
+        memtx::TrainerConfig c = skip_retain_config(12);
+        c.eval.max_segments = 2;
+        c.eval_interval = 2;
+        c.log_interval = 2;
+        c.checkpoint_dir = root / name / "ckpt";
+        c.metrics_file = root / name / "metrics.jsonl";
+        c.methods.phase1_steps = 3;
+        c.methods.phase2_from = from;
+        return c;
+    };
+    using Optimizer = memtx::OptimizerFor<M4>;
+    const auto moments = [](const Optimizer& adam, std::size_t n) {
+        std::vector<float> m(n), v(n);
+        adam.get_moments(std::span<float>(m), std::span<float>(v));
+        m.insert(m.end(), v.begin(), v.end());
+        for (const auto& g : adam.groups()) m.push_back(static_cast<float>(g.step));
+        return m;
+    };
+    std::ostringstream log;
+    for (const auto from : {memtx::Phase2Start::best, memtx::Phase2Start::last}) {
+        const std::string name = memtx::phase2_start_name(from);
+        INFO("phase2_from " << name);
+        M4 model({.seed = 2});
+        std::optional<memtx::Trainer<M4>> t;
+        t.emplace(model, corpus, cfg(name, from));
+        t->run(log, 3);   // steps 1..3 of phase 1; validation (and best.safetensors) at step 2 only
+        REQUIRE(t->state().phase == 1);
+        const std::vector<float> last(model.parameters().begin(), model.parameters().end());
+        const auto last_moments = moments(t->optimizer(), last.size());
+        M4 best_model({.seed = 2});
+        Optimizer best_adam(best_model, {});
+        const memtx::TrainState best = memtx::load_checkpoint(root / name / "ckpt" / "best.safetensors", best_model, best_adam);
+        REQUIRE(best.step == 2);
+        const std::vector<float> best_weights(best_model.parameters().begin(), best_model.parameters().end());
+        REQUIRE(best_weights != last);
+
+        t->switch_to_phase2(log, "test");
+        CHECK(t->state().phase == 2);
+        CHECK(t->state().step == 3);   // the run's position carries on
+        const std::vector<float> now(model.parameters().begin(), model.parameters().end());
+        if (from == memtx::Phase2Start::best) {
+            CHECK(now == best_weights);
+            CHECK(moments(t->optimizer(), now.size()) == moments(best_adam, now.size()));
+        } else {
+            CHECK(now == last);
+            CHECK(moments(t->optimizer(), now.size()) == last_moments);
+        }
+        t.reset();   // closes the metrics file
+        std::ifstream in(root / name / "metrics.jsonl");
+        std::stringstream all;
+        all << in.rdbuf();
+        CHECK_THAT(all.str(), Contains("\"reason\":\"test\",\"from\":\"" + name + "\",\"from_step\":" +
+                                       (from == memtx::Phase2Start::best ? "2" : "3") + "}"));
+    }
+
+    SECTION("a resume across the switch equals the uninterrupted run") {
+        // phase 1 of 3 steps: paused at 2 (phase 1) and 4 (phase 2, restored in the resumed
+        // process); of 4 steps: paused at 4, whose checkpoint is phase 1, so the resumed run
+        // makes the switch (and the restore) itself.
+        for (const long long phase1 : {3LL, 4LL}) {
+            INFO("phase1_steps " << phase1);
+            auto with = [&](const std::string& name) {
+                auto c = cfg(name + std::to_string(phase1), memtx::Phase2Start::best);
+                c.methods.phase1_steps = phase1;
+                return c;
+            };
+            M4 full({.seed = 2});
+            memtx::Trainer<M4>(full, corpus, with("full")).run(log);
+            std::vector<float> resumed;
+            for (const long long stop : {2LL, 4LL, 0LL}) {   // each part in a fresh model, as a new process
+                M4 part({.seed = 2});
+                auto c = with("split");
+                c.resume = stop != 2;
+                memtx::Trainer<M4>(part, corpus, c).run(log, stop);
+                resumed.assign(part.parameters().begin(), part.parameters().end());
+            }
+            CHECK(std::equal(full.parameters().begin(), full.parameters().end(), resumed.begin(), resumed.end()));
+        }
+    }
+
+    SECTION("a best.safetensors that is not this run's phase-1 best is refused") {
+        {   // another run's best from a later step: validation at steps 2 and 4, both in phase 1
+            M4 ahead({.seed = 2});
+            auto c = cfg("ahead", memtx::Phase2Start::best);
+            c.methods.phase1_steps = 6;
+            memtx::Trainer<M4>(ahead, corpus, c).run(log, 4);
+        }
+        M4 model({.seed = 2});
+        memtx::Trainer<M4> t(model, corpus, cfg("behind", memtx::Phase2Start::best));
+        t.run(log, 3);
+        const std::vector<float> before(model.parameters().begin(), model.parameters().end());
+        const auto best = root / "behind" / "ckpt" / "best.safetensors";
+        std::filesystem::copy_file(root / "ahead" / "ckpt" / "best.safetensors", best,
+                                   std::filesystem::copy_options::overwrite_existing);
+        CHECK_THROWS_WITH(t.switch_to_phase2(log, "test"), Contains("is not this run's best phase-1 validation"));
+        std::filesystem::remove(best);
+        CHECK_THROWS_WITH(t.switch_to_phase2(log, "test"), Contains("phase 1 ended before its first validation"));
+        CHECK(t.state().phase == 1);
+        CHECK(std::equal(before.begin(), before.end(), model.parameters().begin()));   // nothing changed
+    }
+
+    SECTION("settings phase 2 from best cannot work with are refused up front") {
+        M4 model({.seed = 2});
+        auto c = cfg("settings", memtx::Phase2Start::best);
+        c.eval_interval = 4;   // no validation before the switch at step 3
+        CHECK_THROWS_WITH(memtx::Trainer<M4>(model, corpus, c), Contains("needs a validation in phase 1"));
+        c = cfg("settings", memtx::Phase2Start::best);
+        c.checkpoint_dir.clear();
+        CHECK_THROWS_WITH(memtx::Trainer<M4>(model, corpus, c), Contains("needs a checkpoint_dir"));
+        c = cfg("settings", memtx::Phase2Start::best);
+        c.methods.skip_retain = false;
+        c.methods.phase1_steps = 0;
+        CHECK_THROWS_WITH(memtx::Trainer<M4>(model, corpus, c), Contains("there is no phase 1"));
+    }
+    std::filesystem::remove_all(root);
 }

@@ -17,11 +17,25 @@
 
 namespace memtx {
 
+// What phase 2 starts from. `last`: the weights and Adam state phase 1 ended with. `best`: those of
+// phase 1's best validation (the Trainer's best.safetensors), as the paper's authors ran it — their
+// phase 2 is a second run that loads the best phase-1 checkpoint. Either way the step count, the
+// learning-rate schedule, the data position and the memories carry on.
+enum class Phase2Start { last, best };
+
+inline Phase2Start parse_phase2_start(std::string_view s) {
+    if (s == "last") return Phase2Start::last;
+    if (s == "best") return Phase2Start::best;
+    throw Error(detail::concat("unknown phase-2 start '", s, "' (expected last or best)"));
+}
+inline const char* phase2_start_name(Phase2Start s) { return s == Phase2Start::last ? "last" : "best"; }
+
 struct MethodsConfig {
     bool skip_retain = false;
     SkipRetainOptions skip;
     long long phase1_steps = 0;   // > 0: switch to phase 2 after this many optimizer steps
     int phase1_patience = 0;      // > 0: switch when validation has not improved this many times
+    Phase2Start phase2_from = Phase2Start::last;
     double cross_head_beta = 0.0; // 0: off
 };
 
@@ -30,6 +44,8 @@ inline void validate(const MethodsConfig& c, std::string_view where = "MethodsCo
     require_setting(c.phase1_patience >= 0, where, "phase1_patience", "must be >= 0, got ", c.phase1_patience);
     require_setting(c.skip_retain || (c.phase1_steps == 0 && c.phase1_patience == 0), where, "phase1_steps",
                     "(or phase1_patience): a phase-1 length or patience needs Skip-Retain on (skip_retain = true)");
+    require_setting(c.skip_retain || c.phase2_from == Phase2Start::last, where, "phase2_from",
+                    "= best needs Skip-Retain on (skip_retain = true): without it there is no phase 1");
     require_setting(c.cross_head_beta >= 0 && c.cross_head_beta <= 1, where, "cross_head_beta",
                     "(the cross-head beta) must be in [0, 1], got ", c.cross_head_beta);
     require_setting(c.skip.p >= 0 && c.skip.p < 1, where, "skip.p", "(the skip probability) must be in [0, 1), got ",

@@ -20,6 +20,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <ostream>
 #include <string>
 #include <system_error>
@@ -253,6 +254,12 @@ public:
                 stop_for_signal(log, sig);
                 return;
             }
+            // Before the step, not after the last one: the validation at the last phase-1 step
+            // then counts for phase 1 (phase 2 may start from it), and a run resumed from that
+            // step's checkpoint switches here exactly as the uninterrupted run did.
+            if (state_.phase == 1 && methods_.two_phase() && config_.methods.phase1_steps > 0 &&
+                state_.step >= config_.methods.phase1_steps)
+                switch_to_phase2(log, "steps");
             const StepReport r = step();
             window_loss += r.loss;
             window_ms += r.ms;
@@ -293,9 +300,6 @@ public:
                 window_loss = window_ms = 0;
                 window_tokens = window_steps = 0;
             }
-            if (state_.phase == 1 && methods_.two_phase() && config_.methods.phase1_steps > 0 &&
-                state_.step >= config_.methods.phase1_steps)
-                switch_to_phase2(log, "steps");
             if (r.step % config_.eval_interval == 0 || done()) validate_and_checkpoint(log);
         }
         if (!done()) return;
@@ -325,19 +329,26 @@ public:
         if (!config_.checkpoint_dir.empty()) save(best);
     }
 
-    // Ends phase 1 (Skip-Retain): from the next step on no layer is skipped; weights and
-    // optimizer state carry on, and retained memories return to age 1 as each layer writes again.
+    // Ends phase 1 (Skip-Retain): from the next step on no layer is skipped, and retained
+    // memories return to age 1 as each layer writes again. The weights and Adam state are the
+    // current ones, or with methods.phase2_from = best those of phase 1's best validation.
     void switch_to_phase2(std::ostream& log, const char* reason) {
         require(methods_.two_phase(), "phase switch requested, but Skip-Retain is off");
         require(state_.phase == 1, "phase switch requested in phase ", state_.phase);
+        const bool from_best = config_.methods.phase2_from == Phase2Start::best;
+        const long long from_step = from_best ? restore_phase1_best() : state_.step;
         state_.phase = 2;
         nlohmann::ordered_json phase_line;
         phase_line["type"] = "phase";
         phase_line["step"] = state_.step;
         phase_line["phase"] = 2;
         phase_line["reason"] = reason;
+        phase_line["from"] = phase2_start_name(config_.methods.phase2_from);
+        phase_line["from_step"] = from_step;
         write_metric(phase_line);
-        log << "phase 2 (vanilla) from step " << state_.step << " (" << reason << ")" << std::endl;
+        log << "phase 2 (vanilla) from step " << state_.step << " (" << reason << ")";
+        if (from_best) log << " with the weights and Adam state of phase 1's best validation (step " << from_step << ")";
+        log << std::endl;
     }
 
     // Attention reach per layer on the validation split, where the task measures it.
@@ -398,6 +409,29 @@ private:
         char name[64];
         std::snprintf(name, sizeof name, "ckpt_%010lld.safetensors", step);
         return config_.checkpoint_dir / name;
+    }
+
+    // Phase 2 from phase 1's best validation: the weights and Adam state of best.safetensors;
+    // step, schedule, data position and memories carry on. The file must be this run's best so
+    // far (same best validation loss, to the bit; not from a later step): a run resumed from an
+    // older checkpoint than the newest best.safetensors would otherwise jump ahead. Returns the
+    // step it was saved at.
+    long long restore_phase1_best() {
+        const auto file = config_.checkpoint_dir / "best.safetensors";
+        std::error_code ec;
+        require(std::filesystem::exists(file, ec), "phase 2 from best: there is no ", file.string(),
+                ": phase 1 ended before its first validation");
+        long long best_step = 0;
+        load_checkpoint(file, model_, adam_, [&](const io::SafetensorsReader&, const std::string& where, const TrainState& st) {
+            require(st.phase == 1 && st.step <= state_.step && std::bit_cast<std::uint64_t>(st.best_valid) ==
+                                                                   std::bit_cast<std::uint64_t>(state_.best_valid),
+                    "phase 2 from best: ", where, " is not this run's best phase-1 validation (it holds step ", st.step,
+                    ", phase ", st.phase, ", best validation loss ", st.best_valid, "; this run is at step ", state_.step,
+                    " with best validation loss ", state_.best_valid, ")");
+            best_step = st.step;
+            return std::function<void()>([] {});   // the task's state (data position, memories) stays
+        });
+        return best_step;
     }
 
     // Continues from the newest checkpoint that loads. A corrupt one (unreadable, or its checksum

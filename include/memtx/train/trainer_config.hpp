@@ -65,6 +65,13 @@ inline void validate(const TrainerConfig& c) {
     require_setting(c.schedule.max_step == 0 || c.schedule.max_step == c.max_step, w, "schedule.max_step", "is ",
                     c.schedule.max_step, " but TrainerConfig.max_step is ", c.max_step,
                     ": the cosine must end with the run (leave schedule.max_step 0 for the training length)");
+    if (c.methods.phase2_from == Phase2Start::best) {
+        require_setting(!c.checkpoint_dir.empty(), w, "methods.phase2_from",
+                        "= best needs a checkpoint_dir: phase 2 loads phase 1's best.safetensors from it");
+        require_setting(c.methods.phase1_steps == 0 || c.methods.phase1_patience > 0 || c.eval_interval <= c.methods.phase1_steps,
+                        w, "methods.phase2_from", "= best needs a validation in phase 1, but eval_interval (", c.eval_interval,
+                        ") is longer than phase1_steps (", c.methods.phase1_steps, ")");
+    }
     validate(c.methods, "TrainerConfig.methods");
     validate(c.eval, "TrainerConfig.eval");
     validate(c.schedule, "TrainerConfig.schedule");
