@@ -1,10 +1,11 @@
 // Single-precision GEMM rate at the shapes of the training step (Google Benchmark): Eigen's own
 // product against memtx::cpu::gemm (our AVX-512 kernel where the build targets AVX-512, else
-// Eigen's kernels with packing buffers from the workspace), and the machine's FMA peak measured
-// in the same run, so each rate reads as a fraction of it. GFLOP/s = 2*m*n*k / time.
+// Eigen's kernels with packing buffers from the workspace), and the machine's FMA peak for each
+// vector ISA it has, measured in the same run, so each rate reads as a fraction of it. GFLOP/s = 2*m*n*k / time.
 //   bench_sgemm --benchmark_counters_tabular=true
 #include <benchmark/benchmark.h>
 
+#include <immintrin.h>
 #include <omp.h>
 
 #include <vector>
@@ -62,27 +63,59 @@ void BM_memtx_gemm(benchmark::State& state) {
     set_rate(state, o);
 }
 
-// The FMA peak: every thread runs 12 independent chains of 16-float multiply-adds (enough to
-// cover the FMA latency on any x86 core); GFLOP/s over all threads.
+// The FMA peak of each vector ISA the CPU has, whatever the build targets (a portable build
+// still measures the machine, not the compiler's baseline): every thread runs 12 independent
+// chains of fused multiply-adds (enough to cover the FMA latency on any x86 core), in functions
+// compiled for that ISA and chosen at run time; GFLOP/s over all threads. range(1) is the
+// vector width in bits: 512 (AVX-512F) or 256 (AVX2 + FMA); a width the CPU lacks is skipped
+// with a message.
+constexpr int kFmaChains = 12;
+
+__attribute__((target("avx512f"))) float fma_chains_avx512(long iters, float seed) {
+    __m512 acc[kFmaChains];
+    for (int i = 0; i < kFmaChains; ++i) acc[i] = _mm512_set1_ps(1.0f + 1e-7f * (seed + static_cast<float>(i)));
+    const __m512 mul = _mm512_set1_ps(0.9999999f), add = _mm512_set1_ps(1e-8f);
+    for (long it = 0; it < iters; ++it)
+#pragma GCC unroll 12
+        for (int i = 0; i < kFmaChains; ++i) acc[i] = _mm512_fmadd_ps(acc[i], mul, add);
+    float sink = 0.f;
+    for (int i = 0; i < kFmaChains; ++i) sink += _mm512_reduce_add_ps(acc[i]);
+    return sink;
+}
+
+__attribute__((target("avx2,fma"))) float fma_chains_avx2(long iters, float seed) {
+    __m256 acc[kFmaChains];
+    for (int i = 0; i < kFmaChains; ++i) acc[i] = _mm256_set1_ps(1.0f + 1e-7f * (seed + static_cast<float>(i)));
+    const __m256 mul = _mm256_set1_ps(0.9999999f), add = _mm256_set1_ps(1e-8f);
+    for (long it = 0; it < iters; ++it)
+#pragma GCC unroll 12
+        for (int i = 0; i < kFmaChains; ++i) acc[i] = _mm256_fmadd_ps(acc[i], mul, add);
+    alignas(32) float lanes[8];
+    float sink = 0.f;
+    for (int i = 0; i < kFmaChains; ++i) {
+        _mm256_store_ps(lanes, acc[i]);
+        sink += lanes[0];
+    }
+    return sink;
+}
+
 void BM_fma_peak(benchmark::State& state) {
-    using v16 = float __attribute__((vector_size(64)));
-    const int threads = static_cast<int>(state.range(0));
+    const int threads = static_cast<int>(state.range(0)), bits = static_cast<int>(state.range(1));
+    const bool has = bits == 512 ? __builtin_cpu_supports("avx512f") : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (!has) {
+        state.SkipWithError(bits == 512 ? "this CPU has no AVX-512F" : "this CPU has no AVX2 + FMA");
+        return;
+    }
+    state.SetLabel(bits == 512 ? "avx512f" : "avx2+fma");
     constexpr long kIters = 1L << 22;
     for (auto _ : state) {
         float sink = 0.f;
 #pragma omp parallel num_threads(threads) reduction(+ : sink)
-        {
-            v16 acc[12];
-            for (int i = 0; i < 12; ++i) acc[i] = v16{} + 1.0f + 1e-7f * static_cast<float>(i + omp_get_thread_num());
-            const v16 mul = v16{} + 0.9999999f, add = v16{} + 1e-8f;
-            for (long it = 0; it < kIters; ++it)
-#pragma GCC unroll 12
-                for (int i = 0; i < 12; ++i) acc[i] = acc[i] * mul + add;
-            for (int i = 0; i < 12; ++i) sink += acc[i][0];
-        }
+        sink += bits == 512 ? fma_chains_avx512(kIters, static_cast<float>(omp_get_thread_num()))
+                            : fma_chains_avx2(kIters, static_cast<float>(omp_get_thread_num()));
         benchmark::DoNotOptimize(sink);
     }
-    state.counters["GFLOP/s"] = benchmark::Counter(2.0 * 16 * 12 * static_cast<double>(kIters) * threads,
+    state.counters["GFLOP/s"] = benchmark::Counter(2.0 * (bits / 32) * kFmaChains * static_cast<double>(kIters) * threads,
                                                    benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
 } // namespace
@@ -94,7 +127,7 @@ void BM_fma_peak(benchmark::State& state) {
         ->Args({1024, 256, 1024, 2, kForward})->Args({1024, 256, 1024, 2, kInputGrad})                            \
         ->Args({256, 1024, 1024, 2, kWeightGrad})->Args({1024, 256, 1024, 2, kWeightGrad})                        \
         ->Args({128, 256, 64, 1, kForward})->UseRealTime()
-BENCHMARK(BM_fma_peak)->Arg(1)->Arg(2)->UseRealTime();
+BENCHMARK(BM_fma_peak)->ArgsProduct({{1, 2}, {512, 256}})->UseRealTime();
 BENCHMARK(BM_eigen_product) MEMTX_GEMM_SHAPES;
 BENCHMARK(BM_memtx_gemm) MEMTX_GEMM_SHAPES;
 BENCHMARK_MAIN();
