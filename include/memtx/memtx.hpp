@@ -1,6 +1,8 @@
 #pragma once
 // memtx: Transformer-XL with Skip-Retain and stochastic cross-head attention, header-only.
 // The one include for the CPU build (the CUDA build adds <memtx/cuda.hpp> in .cu files).
+#include "memtx/comm/communicator.hpp"
+#include "memtx/comm/single_process.hpp"
 #include "memtx/core/backend.hpp"
 #include "memtx/core/build_info.hpp"
 #include "memtx/core/config.hpp"

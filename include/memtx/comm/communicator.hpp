@@ -1,0 +1,30 @@
+#pragma once
+// What data-parallel training asks of the processes it runs on: a rank among `size`, sums and
+// averages of float and double buffers in place on every rank (allreduce), a byte buffer copied
+// from one rank to all (broadcast), and a barrier. One implementation per transport, one file
+// each: SingleProcess (comm/single_process.hpp, the default: one rank, nothing to do) and
+// MpiCommunicator (comm/mpi.hpp, OpenMPI on CPUs). memtx has no transport of its own.
+#include <concepts>
+#include <cstddef>
+#include <span>
+
+namespace memtx {
+
+enum class ReduceOp {
+    sum,
+    // the sum divided by the number of ranks, the same bits on every rank
+    average,
+};
+
+template <class C>
+concept Communicator = requires(C& c, const C& cc, std::span<float> f, std::span<double> d, std::span<std::byte> bytes,
+                                ReduceOp op, int root) {
+    { cc.rank() } -> std::convertible_to<int>;   // 0 .. size() - 1
+    { cc.size() } -> std::convertible_to<int>;
+    c.allreduce(f, op);   // every rank passes the same number of elements
+    c.allreduce(d, op);
+    c.broadcast(bytes, root);   // root's bytes to every rank (same size everywhere)
+    c.barrier();
+};
+
+} // namespace memtx

@@ -1,0 +1,25 @@
+#pragma once
+// The communicator of a run on one process: rank 0 of 1. Sums, averages and broadcasts leave the
+// buffer as it is; a root other than 0 is an error, as it would be on any transport.
+#include <cstddef>
+#include <span>
+
+#include "memtx/comm/communicator.hpp"
+#include "memtx/core/error.hpp"
+
+namespace memtx {
+
+class SingleProcess {
+public:
+    int rank() const { return 0; }
+    int size() const { return 1; }
+    template <class T>
+    void allreduce(std::span<T>, ReduceOp) {}
+    void broadcast(std::span<std::byte>, int root) {
+        require(root == 0, "broadcast: root rank ", root, " does not exist (1 rank)");
+    }
+    void barrier() {}
+};
+static_assert(Communicator<SingleProcess>);
+
+} // namespace memtx
