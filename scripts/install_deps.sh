@@ -2,7 +2,7 @@
 # Installs the Debian packages memtx builds with, when any is missing (apt-get; sudo when not root).
 set -euo pipefail
 packages=(cmake g++ make libeigen3-dev catch2 libbenchmark-dev libcli11-dev nlohmann-json3-dev zlib1g-dev
-          clang libclang-rt-14-dev libomp-dev openmpi-bin libopenmpi-dev)
+          clang libclang-rt-14-dev libomp-dev openmpi-bin libopenmpi-dev libutf8proc-dev)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 [ ${#missing[@]} -eq 0 ] && exit 0
