@@ -18,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${MEMTX_FUZZ_BUILD_DIR:-build-fuzz}
-read -r -a targets <<<"${MEMTX_FUZZ_TARGETS:-safetensors checkpoint corpus}"
+read -r -a targets <<<"${MEMTX_FUZZ_TARGETS:-safetensors checkpoint corpus text}"
 jobs=$(nproc)
 
 configure() {
@@ -34,7 +34,7 @@ if [ "${1:-}" = "--seeds" ]; then
   cmake --build "$build" -j"$jobs" --target make_seeds
   rm -rf tests/fuzz/corpus
   "$build/make_seeds" tests/fuzz/corpus
-  for t in safetensors checkpoint corpus; do
+  for t in safetensors checkpoint corpus text; do
     echo "tests/fuzz/corpus/$t: $(ls tests/fuzz/corpus/$t | wc -l) seeds, $(du -sb tests/fuzz/corpus/$t | cut -f1) bytes"
   done
   exit 0

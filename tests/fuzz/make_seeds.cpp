@@ -357,6 +357,25 @@ void corpus_seeds(const fs::path& dir) {
 
 } // namespace
 
+// fuzz_text: byte 0 the mode (0 tokenize, 1 vocabulary, 2 GLUE), byte 1 max_len or the task.
+void text_seeds(const fs::path& dir) {
+    const auto seed = [&](const char* name, char mode, char arg, const std::string& body) {
+        write_bytes(dir / name, std::string{mode, arg} + body);
+    };
+    seed("tokenize_ascii", 0, 20, "Hello, World! unaffable\x1e" "cafe x");
+    seed("tokenize_unicode", 0, 5, "Caf\u00e9 NA\u00cfVE \u4e2d\u56fd\u3000\u200bx\u2014a\x1e" "\u00e9\u0301b");
+    seed("tokenize_long_word", 0, 60, std::string("a") + std::string(120, 'b'));
+    seed("tokenize_bad_utf8", 0, 8, "ok \xff\xfe \xe4\xb8");
+    seed("vocabulary", 1, 0, "[PAD]\n[UNK]\r\n[CLS]\n[SEP]\nhello\n##lo\nhel\n\x1ehello helo");
+    seed("vocabulary_duplicate", 1, 0, "[UNK]\n[CLS]\n[SEP]\n[UNK]\n\x1ex");
+    seed("glue_rte", 2, 0, "index\tsentence1\tsentence2\tlabel\n0\ta b\tc\tentailment\n1\td\te\tnot_entailment\r\n");
+    seed("glue_mrpc", 2, 1, "\xef\xbb\xbfQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t1\t2\ta .\tb .\n");
+    seed("glue_cola", 2, 2, "gj04\t1\t\tThe sailors rode the breeze.\ngj04\t0\t*\tThe rope stretched the weights.\n");
+    seed("glue_stsb", 2, 3, "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
+                            "0\tmain\tMSRvid\t2012\t0000\tnone\tnone\tA man.\tA man.\t5.000\n");
+    seed("glue_sst2", 2, 4, "sentence\tlabel\nit 's charming . \t1\n");
+}
+
 int main(int argc, char** argv) {
     if (argc != 2) {
         std::cerr << "usage: make_seeds <output dir>  (writes <dir>/safetensors, <dir>/checkpoint, <dir>/corpus)\n";
@@ -366,11 +385,12 @@ int main(int argc, char** argv) {
     const fs::path out = argv[1];
     const fs::path scratch = fs::temp_directory_path() / ("memtx_make_seeds_" + std::to_string(::getpid()));
     try {
-        for (const char* t : {"safetensors", "checkpoint", "corpus"}) fs::create_directories(out / t);
+        for (const char* t : {"safetensors", "checkpoint", "corpus", "text"}) fs::create_directories(out / t);
         fs::create_directories(scratch);
         safetensors_seeds(out / "safetensors");
         checkpoint_seeds(out / "checkpoint", scratch);
         corpus_seeds(out / "corpus");
+        text_seeds(out / "text");
     } catch (const std::exception& e) {
         std::cerr << "make_seeds: " << e.what() << "\n";
         fs::remove_all(scratch);
