@@ -59,6 +59,17 @@ memtx::TrainerConfig skip_retain_config(long long max_step) {
     c.methods.skip = {.schedule = memtx::SkipRetainOptions::Schedule::uniform, .p = 0.5};
     return c;
 }
+
+// The same, validated and logged every `interval` steps with checkpoints and metrics in
+// run_dir (quick validations of 2 segments).
+memtx::TrainerConfig checkpointed_config(long long max_step, int interval, const std::filesystem::path& run_dir) {
+    memtx::TrainerConfig c = skip_retain_config(max_step);
+    c.eval.max_segments = 2;
+    c.eval_interval = c.log_interval = interval;
+    c.checkpoint_dir = run_dir / "ckpt";
+    c.metrics_file = run_dir / "metrics.jsonl";
+    return c;
+}
 } // namespace
 
 TEST_CASE("a skipped layer keeps its memory, which ages, and its parameters and Adam state", "[methods][skip]") {
@@ -446,12 +457,7 @@ TEST_CASE("two-phase training: decisions survive a resume, phase 2 never skips, 
     const auto dir = std::filesystem::temp_directory_path() / ("memtx_methods_" + std::to_string(::getpid()));
     std::filesystem::remove_all(dir);
     auto cfg = [&](const std::string& name, long long steps) {
-        memtx::TrainerConfig c = skip_retain_config(steps);
-        c.eval.max_segments = 2;
-        c.eval_interval = 4;
-        c.log_interval = 4;
-        c.checkpoint_dir = dir / name / "ckpt";
-        c.metrics_file = dir / name / "metrics.jsonl";
+        memtx::TrainerConfig c = checkpointed_config(steps, 4, dir / name);
         c.methods.phase1_steps = 8;
         c.methods.cross_head_beta = 0.5;
         return c;
@@ -523,12 +529,7 @@ TEST_CASE("phase 2 from best: the switch restores the best phase-1 weights and A
     const auto root = std::filesystem::temp_directory_path() / ("memtx_phase2_" + std::to_string(::getpid()));
     std::filesystem::remove_all(root);
     auto cfg = [&](const std::string& name, memtx::Phase2Start from) {
-        memtx::TrainerConfig c = skip_retain_config(12);
-        c.eval.max_segments = 2;
-        c.eval_interval = 2;
-        c.log_interval = 2;
-        c.checkpoint_dir = root / name / "ckpt";
-        c.metrics_file = root / name / "metrics.jsonl";
+        memtx::TrainerConfig c = checkpointed_config(12, 2, root / name);
         c.methods.phase1_steps = 3;
         c.methods.phase2_from = from;
         return c;
