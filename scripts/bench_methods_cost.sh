@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The cost of each variant of the seeded methods comparison, measured alone and interleaved:
-# every round trains vanilla, Skip-Retain (phase 1) and Skip-Retain + cross-head (phase 1) at the
-# six_layer shape of scripts/run_methods_seeds.sh for a few hundred steps, then one more run
-# that switches to phase 2 from the best validation (to see what the restore adds to peak
-# memory). Prints, per round, the median step time of steps 51.. (ms), tokens/s, the ratio to
+# every round trains vanilla, Skip-Retain (phase 1), Skip-Retain + cross-head (phase 1) and
+# cross-head alone (phase 2 of the last variant) at the six_layer shape of
+# scripts/run_methods_seeds.sh for a few hundred steps, then one more run that switches to
+# phase 2 from the best validation (to see what the restore adds to peak memory). Prints, per round, the median step time of steps 51.. (ms), tokens/s, the ratio to
 # that round's vanilla, and the peak RSS (/usr/bin/time -v).
 #   scripts/bench_methods_cost.sh [rounds] [steps] [threads]
 set -euo pipefail
@@ -22,12 +22,13 @@ declare -A flags=(
   [vanilla]="--eval-interval $steps"
   [skip_retain]="--eval-interval $steps ${sr[*]}"
   [skip_retain_cross_head]="--eval-interval $steps ${sr[*]} --cross-head-beta 0.1"
+  [cross_head]="--eval-interval $steps --cross-head-beta 0.1"
   [switch_from_best]="--eval-interval $((steps / 2)) ${sr[*]} --cross-head-beta 0.1 --phase1-steps $((steps / 2)) --phase2-from best"
 )
 echo "round | variant | median ms/step (steps 51..$steps) | tokens/s | vs vanilla | peak RSS MB"
 for round in $(seq 1 "$rounds"); do
   base=""
-  for name in vanilla skip_retain skip_retain_cross_head switch_from_best; do
+  for name in vanilla skip_retain skip_retain_cross_head cross_head switch_from_best; do
     # shellcheck disable=SC2086  # the variant's flags are words
     /usr/bin/time -v -o "$work/time.txt" "$bin" "${common[@]}" ${flags[$name]} --out "$work/$name" >/dev/null
     read -r ms < <(/usr/bin/python3 - "$work/$name/metrics.jsonl" <<'PY'

@@ -8,7 +8,9 @@ variant, mean +- sample standard deviation over seeds (n given) of:
 - validation BPC at every validation step, and test BPC at the end (equal steps);
 - validation BPC at equal training time: the shortest total training time of any run of that
   corpus, each run's curve interpolated linearly in its cumulative step time (evaluation time
-  excluded: it is the same work for every variant);
+  excluded: it is the same work for every variant). The step times are the runs' own, or with
+  --step-ms those measured apart (scripts/bench_methods_cost.sh: the runs' own are unreliable
+  when they shared the machine), as VARIANT=PHASE1_MS[,PHASE2_MS];
 - the difference from vanilla, seed by seed (the seeds pair runs with the same initialisation);
 - attention reach per layer (mean distance and 90th percentile);
 - cost: training tokens/s in phase 1 and phase 2 (from the step times), peak RSS (/usr/bin/time).
@@ -67,10 +69,17 @@ def fmt(xs, digits=3):
     return f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
-def at_time(run, budget_ms):
+def step_times(run, cost):
+    """The run's step times: its own, or the measured cost of its variant in each phase."""
+    if not cost:
+        return run["ms"]
+    return [cost[1] if p == 1 else cost[2] for p in run["phase"]]
+
+
+def at_time(run, budget_ms, cost=None):
     """Validation BPC when cumulative step time reaches budget_ms (linear between validations)."""
     cum, points = 0.0, [(0.0, None)]
-    for step, ms in enumerate(run["ms"], 1):
+    for step, ms in enumerate(step_times(run, cost), 1):
         cum += ms
         if step in run["valid"]:
             points.append((cum, run["valid"][step]))
@@ -82,7 +91,7 @@ def at_time(run, budget_ms):
     return None
 
 
-def summarize(root, tokens_per_step, plot):
+def summarize(root, tokens_per_step, plot, step_ms):
     corpora = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
     curves = {}
     for corpus in corpora:
@@ -112,19 +121,24 @@ def summarize(root, tokens_per_step, plot):
         for step in steps:
             print(f"| step {step} | " + " | ".join(fmt([r["valid"].get(step) for r in runs[k].values()]) for k, _ in VARIANTS) + " |")
         print("| **test BPC** | " + " | ".join(fmt([r["test"] for r in runs[k].values()]) for k, _ in VARIANTS) + " |")
-        budget = min(sum(r["ms"]) for r in all_runs)
-        print(f"| validation BPC at equal training time ({budget / 1e3:.0f} s of steps) | " +
-              " | ".join(fmt([at_time(r, budget) for r in runs[k].values()]) for k, _ in VARIANTS) + " |")
+        cost = {k: step_ms.get(k) for k, _ in VARIANTS}
+        budget = min(sum(step_times(r, cost[k])) for k, _ in VARIANTS for r in runs[k].values())
+        source = "measured step costs" if step_ms else "the runs' own step times"
+        print(f"| validation BPC at equal training time ({budget / 1e3:.0f} s of steps, {source}) | " +
+              " | ".join(fmt([at_time(r, budget, cost[k]) for r in runs[k].values()]) for k, _ in VARIANTS) + " |")
+        eq_time = lambda k, r: at_time(r, budget, cost[k])  # noqa: E731
         last = steps[-1]
         print("\nDifference from vanilla, seed by seed (positive: worse than vanilla):\n")
         print("| | " + " | ".join(label for _, label in VARIANTS[1:]) + " |")
         print("|---|" + "---|" * (len(VARIANTS) - 1))
         for what, get in ((f"validation BPC, step {last}", lambda r: r["valid"].get(last)), ("test BPC", lambda r: r["test"]),
-                          ("validation BPC at equal time", lambda r: at_time(r, budget))):
+                          ("validation BPC at equal time", None)):
             cells = []
             for k, _ in VARIANTS[1:]:
-                diffs = [get(runs[k][s]) - get(runs["vanilla"][s]) for s in runs[k] if s in runs["vanilla"]
-                         and get(runs[k][s]) is not None and get(runs["vanilla"][s]) is not None]
+                gk = get or (lambda r, k=k: eq_time(k, r))
+                gv = get or (lambda r: eq_time("vanilla", r))
+                diffs = [gk(runs[k][s]) - gv(runs["vanilla"][s]) for s in runs[k] if s in runs["vanilla"]
+                         and gk(runs[k][s]) is not None and gv(runs["vanilla"][s]) is not None]
                 wins = sum(d < 0 for d in diffs)
                 cells.append(f"{fmt(diffs)} (better in {wins} of {len(diffs)})" if diffs else "–")
             print(f"| {what} | " + " | ".join(cells) + " |")
@@ -190,8 +204,15 @@ def main():
     ap.add_argument("root")
     ap.add_argument("--tokens-per-step", type=int, default=512, help="batch x tgt_len of the runs (default 8 x 64)")
     ap.add_argument("--plot", help="PNG of the validation curves")
+    ap.add_argument("--step-ms", nargs="*", default=[], metavar="VARIANT=MS1[,MS2]",
+                    help="measured step cost per variant in phase 1 (and phase 2) for the equal-time comparison")
     a = ap.parse_args()
-    summarize(a.root, a.tokens_per_step, a.plot)
+    step_ms = {}
+    for item in a.step_ms:
+        name, _, v = item.partition("=")
+        ms = [float(x) for x in v.split(",")]
+        step_ms[name] = {1: ms[0], 2: ms[-1]}
+    summarize(a.root, a.tokens_per_step, a.plot, step_ms)
 
 
 if __name__ == "__main__":
