@@ -3,8 +3,6 @@
 // Eigen's kernels with packing buffers from the workspace), and the machine's FMA peak for each
 // vector ISA it has, measured in the same run, so each rate reads as a fraction of it. GFLOP/s = 2*m*n*k / time.
 //   bench_sgemm --benchmark_counters_tabular=true
-#include <benchmark/benchmark.h>
-
 #include <immintrin.h>
 #include <omp.h>
 
@@ -14,23 +12,13 @@
 #include <memtx/cpu/eigen.hpp>
 #include <memtx/cpu/gemm.hpp>
 
+#include "gemm_shapes.hpp"
+
 namespace {
-struct Operands {
-    int m, n, k;
-    std::vector<float> a, b, c;
-    explicit Operands(const benchmark::State& state)
-        : m(static_cast<int>(state.range(0))), n(static_cast<int>(state.range(1))), k(static_cast<int>(state.range(2))),
-          a(static_cast<std::size_t>(m) * k, 0.5f), b(static_cast<std::size_t>(n) * k, 0.25f), c(static_cast<std::size_t>(m) * n) {}
-};
-
-void set_rate(benchmark::State& state, const Operands& o) {
-    state.counters["GFLOP/s"] = benchmark::Counter(2.0 * o.m * o.n * o.k, benchmark::Counter::kIsIterationInvariantRate,
-                                                   benchmark::Counter::kIs1000);
-}
-
-// The products of a linear layer (range(4)): 0 forward C = A B^T (W in (out, in) orientation),
-// 1 input gradient C = A B, 2 weight gradient C = A^T B.
-enum Orientation { kForward = 0, kInputGrad = 1, kWeightGrad = 2 };
+using memtx_bench::kForward;
+using memtx_bench::kInputGrad;
+using memtx_bench::Operands;
+using memtx_bench::set_rate;
 
 void BM_eigen_product(benchmark::State& state) {
     memtx::set_num_threads(static_cast<int>(state.range(3)));
@@ -54,10 +42,14 @@ void BM_memtx_gemm(benchmark::State& state) {
     Operands o(state);
     std::vector<float> buffers(static_cast<std::size_t>(threads) * memtx::cpu::GemmScratch<float>::per_thread());
     const memtx::cpu::GemmScratch<float> gs{buffers.data(), threads};
-    const auto orientation = state.range(4);
-    const bool ta = orientation == kWeightGrad, tb = orientation == kForward;
+    const auto l = memtx_bench::layout_of(o, state.range(4));
+    memtx::cpu::gemm(gs, l.ta, l.tb, o.m, o.n, o.k, 1.0f, o.a.data(), l.lda, o.b.data(), l.ldb, 0.0f, o.c.data(), o.n);
+    if (!memtx_bench::product_is_right(o, l)) {
+        state.SkipWithError("memtx's product differs from the reference");
+        return;
+    }
     for (auto _ : state) {
-        memtx::cpu::gemm(gs, ta, tb, o.m, o.n, o.k, 1.0f, o.a.data(), ta ? o.m : o.k, o.b.data(), tb ? o.k : o.n, 0.0f, o.c.data(), o.n);
+        memtx::cpu::gemm(gs, l.ta, l.tb, o.m, o.n, o.k, 1.0f, o.a.data(), l.lda, o.b.data(), l.ldb, 0.0f, o.c.data(), o.n);
         benchmark::DoNotOptimize(o.c.data());
     }
     set_rate(state, o);
@@ -120,13 +112,6 @@ void BM_fma_peak(benchmark::State& state) {
 }
 } // namespace
 
-// (m, n, k, threads, orientation) at the step's shapes (1024 token rows, d_model 256, d_inner
-// 1024): FFN in, k|v projection, FFN out, the FFN's input and weight gradients, attention-sized.
-#define MEMTX_GEMM_SHAPES                                                                                      \
-    ->Args({1024, 1024, 256, 1, kForward})->Args({1024, 1024, 256, 2, kForward})->Args({2048, 512, 256, 2, kForward}) \
-        ->Args({1024, 256, 1024, 2, kForward})->Args({1024, 256, 1024, 2, kInputGrad})                            \
-        ->Args({256, 1024, 1024, 2, kWeightGrad})->Args({1024, 256, 1024, 2, kWeightGrad})                        \
-        ->Args({128, 256, 64, 1, kForward})->UseRealTime()
 BENCHMARK(BM_fma_peak)->ArgsProduct({{1, 2}, {512, 256}})->UseRealTime();
 BENCHMARK(BM_eigen_product) MEMTX_GEMM_SHAPES;
 BENCHMARK(BM_memtx_gemm) MEMTX_GEMM_SHAPES;
