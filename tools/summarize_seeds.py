@@ -153,7 +153,7 @@ def summarize(root, tokens_per_step, plot, step_ms):
                 p90s = [r["reach"][layer][1] for r in runs[k].values() if layer in r["reach"]]
                 cells.append(f"{fmt(means, 1)} / {fmt(p90s, 1)}")
             print(f"| {layer} | " + " | ".join(cells) + " |")
-        print("\nCost (training steps only; tokens/s from the step times):\n")
+        print("\nCost in the sweep (training steps only, from the runs' own step times):\n")
         print("| | " + " | ".join(label for _, label in VARIANTS) + " |")
         print("|---|" + "---|" * len(VARIANTS))
         for phase in (1, 2):
