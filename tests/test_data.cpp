@@ -8,6 +8,8 @@
 
 #include <memtx/memtx.hpp>
 
+#include "shared_data.hpp"
+
 using Catch::Matchers::Contains;
 
 namespace {
@@ -23,10 +25,7 @@ struct TempDir {
     }
 };
 
-std::filesystem::path shared_data() {
-    if (const char* env = std::getenv("MEMTX_DATA_DIR")) return env;
-    return std::filesystem::path(MEMTX_FIXTURE_DIR) / "../../../shared/data";
-}
+using testutil::shared_data;
 } // namespace
 
 TEST_CASE("symbol and word corpora: whitespace tokens, <eos> per line, vocabulary by frequency", "[data]") {

@@ -13,15 +13,13 @@
 #include <memtx/data/glue.hpp>
 #include <memtx/train/glue_metrics.hpp>
 
+#include "shared_data.hpp"
 #include "temp_dir.hpp"
 
 using Catch::Matchers::Contains;
 
 namespace {
-std::filesystem::path glue_dir() {
-    if (const char* env = std::getenv("MEMTX_DATA_DIR")) return std::filesystem::path(env) / "glue";
-    return std::filesystem::path(MEMTX_FIXTURE_DIR) / "../../../shared/data/glue";
-}
+std::filesystem::path glue_dir() { return testutil::shared_data() / "glue"; }
 } // namespace
 
 TEST_CASE("GLUE task files load: rows, label balance, pairs", "[data][glue][shared]") {
