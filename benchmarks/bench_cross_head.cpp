@@ -32,6 +32,7 @@ struct Layer {
     Layer(int b, int h, int dh, int qlen, int m) : B(b), H(h), Dh(dh), Q(qlen), M(m) {
         geo.q_len = Q;
         geo.mem_rows = M;
+        memtx::rel_set_memory_offset(geo, 0);
         K = geo.k_len();
         ND = memtx::rel_distance_count(geo);
         HD = H * Dh;

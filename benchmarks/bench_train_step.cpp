@@ -66,7 +66,7 @@ int run(int argc, char** argv) {
     memtx::Adam<float> opt(model, {.lr = 2.5e-4, .clip = 0.25});
     auto mem = model.make_memory(B, M);
     // plan for retained memory up to age 8, as the trainer does, so no step re-plans
-    model.reserve(B, Q, M, skip_retain ? Q : 0);   // retained memory of any age
+    model.reserve(B, Q, M, skip_retain ? 1 : 0);   // retained memory of any age
     const memtx::SkipRetain skip(S.n_layer, {});
     const memtx::CrossHead cross({.beta = beta});
     std::vector<std::uint8_t> mask(S.n_layer, 0);

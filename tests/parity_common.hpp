@@ -33,7 +33,8 @@ inline std::vector<std::int32_t> tokens(const memtx::io::SafetensorsReader& r, c
 }
 
 // methods: the fixture forces per-segment skip masks and head maps (seg{s}.skip,
-// seg{s}.head_map) and records the ages after each segment (seg{s}.ages).
+// seg{s}.head_map) and records the ages after each segment: per layer (seg{s}.ages) and per
+// memory row (seg{s}.row_ages, (n_layer, mem_len), 0 past the layer's rows).
 template <memtx::ModelShape S, class T>
 void check_fixture(const std::string& name, double loss_tol, double grad_tol, bool methods = false) {
     const memtx::io::SafetensorsReader r(fixture(name));
@@ -107,6 +108,13 @@ void check_fixture(const std::string& name, double loss_tol, double grad_tol, bo
         if (methods) {
             const auto ages = r.read<std::int64_t>(seg + "ages");
             for (int l = 0; l < S.n_layer; ++l) CHECK(mem.age(l) == ages[l]);
+            const auto row_ages = r.read<std::int64_t>(seg + "row_ages");
+            REQUIRE(row_ages.size() == static_cast<std::size_t>(S.n_layer) * mem_len);
+            for (int l = 0; l < S.n_layer; ++l)
+                for (int k = 0; k < mem_len; ++k) {
+                    INFO("age of memory row " << k << " of layer " << l);
+                    CHECK((k < mem.rows(l) ? mem.row_age(l, k) : 0) == row_ages[static_cast<std::size_t>(l) * mem_len + k]);
+                }
         }
     }
 }
@@ -124,6 +132,7 @@ inline constexpr memtx::ModelShape methods_post{.n_layer = 3, .d_model = 16, .n_
 inline constexpr memtx::ModelShape methods_clamp_preln{.n_layer = 3, .d_model = 12, .n_head = 2, .d_head = 6, .d_inner = 20,
                                                        .vocab = 9, .pre_lnorm = true, .tie_weight = false, .untie_r = true};
 inline constexpr memtx::ModelShape methods_same_length{.n_layer = 2, .d_model = 8, .n_head = 2, .d_head = 4, .d_inner = 16, .vocab = 7};
+inline constexpr memtx::ModelShape methods_row_ages{.n_layer = 2, .d_model = 12, .n_head = 3, .d_head = 4, .d_inner = 20, .vocab = 9};
 
 template <class T>
 void check_methods(double loss_tol, double grad_tol) {
@@ -135,6 +144,12 @@ void check_methods(double loss_tol, double grad_tol) {
     }
     SECTION("methods_same_length: same_length with aged memory") {
         check_fixture<methods_same_length, T>("methods_same_length", loss_tol, grad_tol, true);
+    }
+    SECTION("methods_row_ages: mem_len > tgt_len, memory rows of up to three ages, each at its own distance") {
+        check_fixture<methods_row_ages, T>("methods_row_ages", loss_tol, grad_tol, true);
+    }
+    SECTION("methods_row_ages_clamp: rows of three ages with clamp_len and same_length") {
+        check_fixture<methods_row_ages, T>("methods_row_ages_clamp", loss_tol, grad_tol, true);
     }
 }
 

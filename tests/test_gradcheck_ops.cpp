@@ -81,6 +81,7 @@ namespace {
 struct AttentionCase {
     int batch = 2, n_head = 3, d_head = 4, q_len = 3, mem_rows = 0, mem_offset = 0, clamp_len = 0, mem_len = 0;
     bool same_length = false;
+    std::vector<int> band_ends, band_offsets;   // memory in bands of different ages (else one, mem_offset)
     std::vector<int> head_map;   // empty: identity
     float dropatt = 0.0f;
 };
@@ -91,10 +92,11 @@ void check_attention(const AttentionCase& c) {
     memtx::RelAttentionGeometry geo;
     geo.q_len = Q;
     geo.mem_rows = c.mem_rows;
-    geo.mem_offset = c.mem_offset;
     geo.clamp_len = c.clamp_len;
     geo.same_length = c.same_length;
     geo.same_length_shift = memtx::same_length_shift(Q, geo.k_len(), c.mem_len);
+    if (c.band_ends.empty()) REQUIRE(memtx::rel_set_memory_offset(geo, c.mem_offset));
+    else REQUIRE(memtx::rel_set_memory_bands(geo, static_cast<int>(c.band_ends.size()), c.band_ends.data(), c.band_offsets.data()));
     const int K = geo.k_len(), ND = memtx::rel_distance_count(geo);
 
     auto q = random_values(B * Q * HD, 11), kv = random_values(B * K * 2 * HD, 12), r = random_values(ND * HD, 13);
@@ -164,6 +166,22 @@ TEST_CASE("relative attention backward matches finite differences", "[gradcheck]
     SECTION("aged memory: memory keys shifted by (age-1)*Q") {
         c.mem_rows = 4;
         c.mem_offset = 2 * c.q_len;
+        check_attention(c);
+    }
+    SECTION("memory rows of three ages: each band at its own distance") {
+        c.mem_rows = 7;
+        c.band_ends = {2, 5, 7};
+        c.band_offsets = {3 * c.q_len, c.q_len, 0};
+        check_attention(c);
+    }
+    SECTION("three ages with clamp_len, same_length and a permutation") {
+        c.mem_rows = 7;
+        c.mem_len = 7;
+        c.clamp_len = 9;
+        c.same_length = true;
+        c.band_ends = {1, 4, 7};
+        c.band_offsets = {4 * c.q_len, 2 * c.q_len, c.q_len};
+        c.head_map = {1, 2, 0};
         check_attention(c);
     }
     SECTION("cross-head permutation") {

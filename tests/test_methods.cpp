@@ -15,6 +15,7 @@
 #include <memtx/memtx.hpp>
 
 #include "gradcheck.hpp"
+#include "temp_dir.hpp"
 
 using Catch::Matchers::Contains;
 
@@ -193,6 +194,7 @@ void naive_attention(const memtx::RelAttentionGeometry& g, int B, int H, int Dh,
                      const std::vector<double>& kv, const std::vector<double>& r, const std::vector<double>& u,
                      const std::vector<double>& vb, const int* map, std::vector<double>& out) {
     const int Q = g.q_len, K = g.k_len(), M = g.mem_rows, HD = H * Dh;
+    const auto offset_of = [&](int j) { return g.bands[g.band_of(j)].offset; };   // (age - 1) * Q of key j's row
     for (int b = 0; b < B; ++b)
         for (int h = 0; h < H; ++h) {
             const int s = map ? map[h] : h;
@@ -202,9 +204,9 @@ void naive_attention(const memtx::RelAttentionGeometry& g, int B, int H, int Dh,
                 for (int j = 0; j < K; ++j) {
                     if (j > M + i) continue;
                     if (g.same_length && j <= i - g.same_length_shift) continue;
-                    int d = M + i - j + (j < M ? g.mem_offset : 0);   // shifted by (age-1)*Q
+                    int d = M + i - j + (j < M ? offset_of(j) : 0);   // shifted by (age-1)*Q
                     if (g.clamp_len > 0) d = std::min(d, g.clamp_len);
-                    if (j < M) d -= memtx::rel_mem_row_shift(g);        // the retained memory's band of rows
+                    if (j < M) d -= g.bands[g.band_of(j)].shift;      // the retained memory's band of rows
                     double ac = 0, bd = 0;
                     for (int c = 0; c < Dh; ++c) {
                         const double qc = q[static_cast<std::size_t>((b * Q + i) * HD + h * Dh + c)];
@@ -235,8 +237,8 @@ struct AttentionSetup {
     AttentionSetup(int mem_rows, int age, int clamp) {
         geo.q_len = Q;
         geo.mem_rows = mem_rows;
-        geo.mem_offset = (age - 1) * Q;
         geo.clamp_len = clamp;
+        REQUIRE(memtx::rel_set_memory_offset(geo, (age - 1) * Q));
         K = geo.k_len();
         ND = memtx::rel_distance_count(geo);
         const int HD = H * Dh;
@@ -499,6 +501,135 @@ TEST_CASE("two-phase training: decisions survive a resume, phase 2 never skips, 
     all << in.rdbuf();
     CHECK_THAT(all.str(), Contains("{\"type\":\"phase\",\"step\":8,\"phase\":2,\"reason\":\"steps\",\"from\":\"last\",\"from_step\":8}"));
     std::filesystem::remove_all(dir);
+}
+
+namespace {
+// A copy of checkpoint `from` with its tensors passed through edit(name, values) (values as
+// int64 or double); edit returns false to leave a tensor out. The copy gets a valid checksum:
+// what is tested is what the loader makes of its contents.
+template <class Edit>
+void rewrite_checkpoint(const std::filesystem::path& from, const std::filesystem::path& to, Edit&& edit) {
+    const memtx::io::SafetensorsReader r(from);
+    memtx::io::SafetensorsWriter w;
+    for (const auto& [k, v] : r.metadata()) w.set_metadata(k, v);
+    for (const auto& name : r.names()) {
+        const auto& info = r.info(name);
+        if (info.dtype == memtx::io::DType::I32 || info.dtype == memtx::io::DType::I64 || info.dtype == memtx::io::DType::U8) {
+            auto v = r.read<std::int64_t>(name);
+            std::vector<double> none;
+            if (edit(name, v, none)) w.add<std::int64_t>(name, v, info.shape, info.dtype);
+        } else {
+            auto v = r.read<double>(name);
+            std::vector<std::int64_t> none;
+            if (edit(name, none, v)) w.add<double>(name, v, info.shape, info.dtype);
+        }
+    }
+    w.set_metadata(memtx::kCheckpointChecksumKey, memtx::detail::crc_hex(memtx::checkpoint_checksum(w)));   // sealed again
+    w.write(to);
+}
+} // namespace
+
+// Per-row ages: with mem_len > tgt_len a write keeps rows written before a skip, and they keep
+// their age. The run below (mem_len 20, tgt_len 8: up to 3 bands) reaches memories whose rows
+// have several ages, saves them, and resumes bit-identically; a checkpoint from before per-row
+// ages (one age per layer) still loads; row ages that cannot be are refused.
+TEST_CASE("memory rows of several ages: kept, checkpointed and resumed", "[methods][skip][trainer]") {
+    const memtx::Corpus& corpus = rows_corpus();
+    testutil::TempDir dir("methods_row_ages");
+    auto cfg = [&](const std::string& name, long long steps) {
+        memtx::TrainerConfig c = checkpointed_config(steps, 4, dir.path / name);
+        c.mem_len = c.eval.mem_len = 20;
+        return c;
+    };
+    std::ostringstream log;
+    M4 full({.seed = 5});
+    memtx::Trainer<M4>(full, corpus, cfg("full", 10)).run(log);
+    M4 part({.seed = 5});
+    memtx::Trainer<M4> paused(part, corpus, cfg("split", 10));
+    paused.run(log, 8);   // as if killed after step 8
+    // some layer holds rows of two or more ages now (p = 0.5 over 4 layers and 8 steps)
+    int multi_band_layers = 0;
+    for (const auto& m : paused.memories())
+        for (int l = 0; l < m.n_layer(); ++l) {
+            REQUIRE(m.rows(l) == 20);
+            CHECK(m.row_age(l, 19) == m.age(l));
+            for (int r = 1; r < 20; ++r) CHECK(m.row_age(l, r) <= m.row_age(l, r - 1));
+            multi_band_layers += m.row_age(l, 0) != m.row_age(l, 19);
+        }
+    REQUIRE(multi_band_layers > 0);
+
+    auto rc = cfg("split", 10);
+    rc.resume = true;
+    {
+        M4 resumed({.seed = 5});
+        memtx::Trainer<M4> t(resumed, corpus, rc);
+        for (std::size_t c = 0; c < t.memories().size(); ++c)
+            for (int l = 0; l < 4; ++l)
+                for (int r = 0; r < 20; ++r) CHECK(t.memories()[c].row_age(l, r) == paused.memories()[c].row_age(l, r));
+        t.run(log);
+        CHECK(std::equal(full.parameters().begin(), full.parameters().end(), resumed.parameters().begin()));
+    }
+
+    const auto file = memtx::latest_checkpoint(rc.checkpoint_dir);   // step 10's now
+    const auto edited = dir.path / "edited.safetensors";
+    auto rc_edited = rc;
+    rc_edited.checkpoint_dir = dir.path / "edited";
+    std::filesystem::create_directories(rc_edited.checkpoint_dir);
+    const auto place = [&] { std::filesystem::copy_file(edited, rc_edited.checkpoint_dir / file.filename(),
+                                                        std::filesystem::copy_options::overwrite_existing); };
+    SECTION("a checkpoint with one age per layer gives every row that age") {
+        std::vector<std::int64_t> layer_ages;
+        rewrite_checkpoint(file, edited, [&](const std::string& n, auto& i, auto&) {
+            if (n == "memory.ages") layer_ages = i;
+            return n != "memory.row_ages";
+        });
+        place();
+        M4 m({.seed = 5});
+        memtx::Trainer<M4> t(m, corpus, rc_edited);
+        REQUIRE(layer_ages.size() == t.memories().size() * 4);
+        for (std::size_t c = 0; c < t.memories().size(); ++c)
+            for (int l = 0; l < 4; ++l)
+                for (int r = 0; r < t.memories()[c].rows(l); ++r)
+                    CHECK(t.memories()[c].row_age(l, r) == layer_ages[c * 4 + static_cast<std::size_t>(l)]);
+    }
+    SECTION("a newer row older than the one before it is refused") {
+        rewrite_checkpoint(file, edited, [&](const std::string& n, auto& i, auto&) {
+            if (n == "memory.row_ages") i[19] = i[0] + 1;   // layer 0's newest row older than its oldest
+            return true;
+        });
+        place();
+        M4 m({.seed = 5});
+        CHECK_THROWS_WITH((memtx::Trainer<M4>(m, corpus, rc_edited)), Contains("is older than the row before it"));
+    }
+    SECTION("a newest row whose age is not the layer's is refused") {
+        rewrite_checkpoint(file, edited, [&](const std::string& n, auto& i, auto&) {
+            if (n == "memory.ages") i[0] += 1;
+            return true;
+        });
+        place();
+        M4 m({.seed = 5});
+        CHECK_THROWS_WITH((memtx::Trainer<M4>(m, corpus, rc_edited)), Contains("the newest memory row of layer 0 has age"));
+    }
+    SECTION("a row age of 0 is refused") {
+        rewrite_checkpoint(file, edited, [&](const std::string& n, auto& i, auto&) {
+            if (n == "memory.row_ages") std::fill(i.begin(), i.begin() + 20, 0);
+            return true;
+        });
+        place();
+        M4 m({.seed = 5});
+        CHECK_THROWS_WITH((memtx::Trainer<M4>(m, corpus, rc_edited)), Contains("has age 0, not positive"));
+    }
+}
+
+TEST_CASE("Skip-Retain refuses memories longer than 16 segments", "[methods][bad_input]") {
+    memtx::TrainerConfig c = skip_retain_config(4);
+    c.mem_len = 17 * c.tgt_len;
+    CHECK_THROWS_WITH(memtx::validate(c), Contains("at most 16 x tgt_len"));
+    c.mem_len = 16 * c.tgt_len;
+    CHECK_NOTHROW(memtx::validate(c));
+    c.methods.skip_retain = false;
+    c.mem_len = 17 * c.tgt_len;
+    CHECK_NOTHROW(memtx::validate(c));
 }
 
 // Cross-head is reported only for layers that ran: a skipped layer is the identity, so a head map

@@ -78,7 +78,7 @@ TEST_CASE("Skip-Retain steps with memory of any age allocate nothing", "[allocat
         x[i] = static_cast<std::int32_t>((i * 3) % 50);
         y[i] = static_cast<std::int32_t>((i * 11) % 50);
     }
-    model.reserve(2, 16, 20, /*max_mem_offset=*/16);   // what the Trainer does in phase 1
+    model.reserve(2, 16, 20, /*aged_bands=*/1);   // what the Trainer does in phase 1
     memtx::StepOptions step;
     std::uint8_t skip[3] = {0, 0, 0};
     step.skip = skip;
@@ -91,6 +91,11 @@ TEST_CASE("Skip-Retain steps with memory of any age allocate nothing", "[allocat
         step.clamp_len = s % 3 == 0 ? 40 : 0;   // clamped and unclamped aged distances
         memtx::train_step(model, opt, x, y, mem, step);
         if (s == 10) CHECK(mem.age(1) == 11);
+        if (s == 11) {   // kept 4 rows from before the skips beside 16 new: step 12 attends two bands
+            CHECK(mem.row_age(1, 0) == 11);
+            CHECK(mem.row_age(1, 3) == 11);
+            CHECK(mem.row_age(1, 4) == 1);
+        }
     }
     CHECK(g_heap_calls.load() - before == 0);
     CHECK(mem.age(1) == 1);

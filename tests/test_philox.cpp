@@ -80,6 +80,7 @@ TEST_CASE("relative attention index math", "[rel_position]") {
     memtx::RelAttentionGeometry g;
     g.q_len = 3;
     g.mem_rows = 4;
+    REQUIRE(memtx::rel_set_memory_offset(g, 0));
     SECTION("causal mask and distances over [memory; segment]") {
         CHECK_FALSE(memtx::rel_masked(g, 0, 4));   // query 0 sees itself (key M + 0)
         CHECK(memtx::rel_masked(g, 0, 5));
@@ -88,11 +89,11 @@ TEST_CASE("relative attention index math", "[rel_position]") {
         CHECK(memtx::rel_distance_count(g) == 7);
     }
     SECTION("aged memory shifts memory keys only") {
-        g.mem_offset = 2 * g.q_len;
+        REQUIRE(memtx::rel_set_memory_offset(g, 2 * g.q_len));
         CHECK(memtx::rel_distance(g, 1, 3) == 2 + 6);
         CHECK(memtx::rel_distance(g, 1, 4) == 1);
         // rows: segment distances 0..2 in rows 0..2, memory distances 7..12 in rows 3..8
-        CHECK(memtx::rel_mem_row_shift(g) == 4);
+        CHECK(g.bands[0].shift == 4);
         CHECK(memtx::rel_distance_row(g, 1, 3) == 4);
         CHECK(memtx::rel_row_distance(g, 4) == 8);
         CHECK(memtx::rel_distance_count(g) == 9);
@@ -101,14 +102,60 @@ TEST_CASE("relative attention index math", "[rel_position]") {
                 CHECK(memtx::rel_row_distance(g, memtx::rel_distance_row(g, i, j)) == memtx::rel_distance(g, i, j));
     }
     SECTION("aged memory with every memory key past clamp_len reads one row after the segment's") {
-        g.mem_offset = 3 * g.q_len;
         g.clamp_len = 5;   // memory distances >= 10 all clamp to 5; segment distances 0..2
+        REQUIRE(memtx::rel_set_memory_offset(g, 3 * g.q_len));
         CHECK(memtx::rel_distance_row(g, 0, 0) == g.q_len);
         CHECK(memtx::rel_row_distance(g, g.q_len) == 5);
         CHECK(memtx::rel_distance_count(g) == g.q_len + 1);
     }
+    SECTION("memory in bands of different ages: each band keeps its own offset and its own rows") {
+        // Q = 3, M = 7: rows 0..1 age 4 (offset 9), rows 2..4 age 2 (offset 3), rows 5..6 age 1
+        g.mem_rows = 7;
+        const int ends[3] = {2, 5, 7}, offsets[3] = {9, 3, 0};
+        REQUIRE(memtx::rel_set_memory_bands(g, 3, ends, offsets));
+        CHECK(memtx::rel_distance(g, 0, 6) == 1);           // newest band: M + i - j
+        CHECK(memtx::rel_distance(g, 0, 4) == 3 + 3);       // middle band: + 3
+        CHECK(memtx::rel_distance(g, 2, 0) == 9 + 9);       // oldest band: + 9
+        CHECK(memtx::rel_true_distance(g, 1, 2) == 6 + 3);
+        // rows: 0..2 segment, the newest band's distances 1..4 as rows 1..4 (shift 0), the middle
+        // band's 6..10 in rows 5..9, the oldest band's 15..18 in rows 10..13
+        CHECK(g.bands[2].shift == 0);
+        CHECK(g.bands[1].first_row == 5);
+        CHECK(g.bands[1].shift == 1);
+        CHECK(g.bands[0].first_row == 10);
+        CHECK(g.bands[0].shift == 5);
+        CHECK(memtx::rel_distance_count(g) == 14);
+        CHECK(memtx::rel_distance_count(g) <= memtx::rel_distance_count_bound(3, 7, 3));
+        for (int clamp : {0, 5, 8, 12, 30}) {
+            g.clamp_len = clamp;
+            REQUIRE(memtx::rel_set_memory_bands(g, 3, ends, offsets));
+            const int n = memtx::rel_distance_count(g);
+            CHECK(n <= memtx::rel_distance_count_bound(3, 7, 3));
+            for (int i = 0; i < g.q_len; ++i)
+                for (int j = 0; j <= g.mem_rows + i; ++j) {
+                    const int row = memtx::rel_distance_row(g, i, j);
+                    REQUIRE(row >= 0);
+                    REQUIRE(row < n);
+                    const int d = g.mem_rows + i - j + (j < 2 ? 9 : j < 5 ? 3 : 0);
+                    REQUIRE(memtx::rel_distance(g, i, j) == (clamp > 0 ? std::min(d, clamp) : d));
+                    REQUIRE(memtx::rel_row_distance(g, row) == memtx::rel_distance(g, i, j));
+                }
+        }
+    }
+    SECTION("bands out of order or past the memory are refused") {
+        const int ends[2] = {2, 4}, rising[2] = {0, 3}, equal[2] = {3, 3}, ok[2] = {6, 3};
+        CHECK_FALSE(memtx::rel_set_memory_bands(g, 2, ends, rising));
+        CHECK_FALSE(memtx::rel_set_memory_bands(g, 2, ends, equal));
+        const int short_ends[2] = {2, 3};
+        CHECK_FALSE(memtx::rel_set_memory_bands(g, 2, short_ends, ok));
+        CHECK(memtx::rel_set_memory_bands(g, 2, ends, ok));
+        CHECK(memtx::rel_bands_consistent(g));
+        g.mem_rows = 5;
+        CHECK_FALSE(memtx::rel_bands_consistent(g));
+    }
     SECTION("clamp_len") {
         g.clamp_len = 2;
+        REQUIRE(memtx::rel_set_memory_offset(g, 0));   // the rows depend on clamp_len: lay them out again
         CHECK(memtx::rel_distance(g, 2, 0) == 2);
         CHECK(memtx::rel_distance_count(g) == 3);
     }
@@ -121,6 +168,7 @@ TEST_CASE("relative attention index math", "[rel_position]") {
                     h.mem_rows = m;
                     h.same_length = same != 0;
                     h.same_length_shift = memtx::same_length_shift(5, m + 5, mem_len);
+                    REQUIRE(memtx::rel_set_memory_offset(h, 0));
                     for (int i = 0; i < h.q_len; ++i) {
                         const auto r = memtx::rel_key_range(h, i);
                         for (int j = 0; j < h.k_len(); ++j)

@@ -7,15 +7,23 @@ Run with Debian's python (torch installed there):
 
 Same file format, writer, metadata and weight/segment names as tools/make_fixtures.py, plus,
 per segment s, the forced decisions and the ages:
-    seg{s}.skip      I64 (n_layer)     1 = layer skipped at segment s
-    seg{s}.head_map  I64 (n_layer, H)  head_map[l][h] = source head of target head h
-    seg{s}.ages      I64 (n_layer)     every layer's memory age AFTER segment s
+    seg{s}.skip      I64 (n_layer)           1 = layer skipped at segment s
+    seg{s}.head_map  I64 (n_layer, H)        head_map[l][h] = source head of target head h
+    seg{s}.ages      I64 (n_layer)           every layer's age AFTER segment s (segments since
+                                             it last wrote)
+    seg{s}.row_ages  I64 (n_layer, mem_len)  the age of every memory row AFTER segment s (row
+                                             k of layer l; 0 for k >= the layer's rows M_l)
 Semantics (memtx's conventions; see tools/README.md and docs/spec.md, sections 6-7):
-  * a skipped layer is the identity, keeps its memory, and its age grows by 1; a layer that
-    runs writes mem = cat(mem, its input)[-mem_len:] and gets age 1 (ages start at 1);
-  * a layer with memory age a (before the segment) and M memory rows puts memory key j of
-    query i at distance M + i - j + (a-1)*Q, segment keys j' at M + i - j', then
-    min(d, clamp_len) when clamp_len > 0; masks as in vanilla Transformer-XL;
+  * every memory row has an age, and so has every layer (its newest rows' age, defined with no
+    rows too); all start at 1;
+  * a skipped layer is the identity and keeps its memory; its age and every row's age grow
+    by 1;
+  * a layer that runs puts memory key j (row j, age a_j before the segment) of query i at
+    distance M + i - j + (a_j-1)*Q, segment keys j' >= M at M + i - j', then
+    min(d, clamp_len) when clamp_len > 0; masks as in vanilla Transformer-XL (its own M);
+    then it writes mem = cat(mem, its input)[-mem_len:], whose kept rows keep their ages and
+    whose new rows get age 1, and its age becomes 1. With mem_len > Q, rows of several ages
+    (bands) are attended at once;
   * head h's query (and its r_w_bias[h], r_r_bias[h]) attends to k, v and r of head
     head_map[h]; the result goes to slot h.
 Output is byte-for-byte deterministic. Before writing, every configuration is checked:
@@ -25,8 +33,9 @@ Output is byte-for-byte deterministic. Before writing, every configuration is ch
   (iii) the head-map attention equals attention on explicitly gathered k[pi], v[pi], r[pi]
         (outputs and all input gradients), and the whole model with head maps equals the model
         with identity maps whose Wk/Wv/Wr head blocks are permuted (loss, logits, grads);
-  plus torch.autograd.gradcheck on one segment with aged memory, and exact-zero gradients for
-  every parameter of a skipped layer.
+  plus torch.autograd.gradcheck on the first segment that attends aged memory (a row age > 1)
+  and on the first that attends rows of different ages, and exact-zero gradients for every
+  parameter of a skipped layer.
 """
 
 import argparse
@@ -47,7 +56,8 @@ I = None  # "identity" marker in the schedules below (stored as [0, 1, ..., H-1]
 # Forced decisions per segment: (skip mask, head map per layer). Head maps of skipped layers
 # are unused and stored as the identity.
 CONFIGS = {
-    # Ages after each segment: [1,2,1] [1,1,1] [1,2,2] [1,3,1] [1,1,2].
+    # Ages after each segment: [1,2,1] [1,1,1] [1,2,2] [1,3,1] [1,1,2]. Every layer attends
+    # rows of one age only (row ages of layer 2 after seg3: [2,2,1,1,1,1], never attended).
     # seg0: layer 1 skipped with empty memory (stays M=0, age 2). seg1: no skip, identity maps.
     # seg2/seg3: layer 1 skipped twice in a row (age 3); layer 2 (last) skipped at seg2 and
     # attends its retained 6-row memory with age 2 at seg3; seg4: layer 1 attends its
@@ -63,7 +73,8 @@ CONFIGS = {
             ([0, 1, 0], [[2, 0, 1], I, [1, 0, 2]]),
             ([0, 0, 1], [[1, 0, 2], [2, 0, 1], I]),
         ]),
-    # Ages after each segment: [2,1,1] [1,1,1] [1,2,1] [1,3,2] [2,1,1].
+    # Ages after each segment: [2,1,1] [1,1,1] [1,2,1] [1,3,2] [2,1,1]. Every layer attends
+    # rows of one age only.
     # seg0: layer 0 skipped (layer 1 gets the embedding; layer 0 keeps M=0). seg1: no skip,
     # identity maps. seg2/seg3: layer 1 skipped twice (age 3), layer 2 skipped at seg3.
     # seg4: layer 0 skipped again; layer 1 attends with age 3 (offset 6), layer 2 with age 2
@@ -79,7 +90,8 @@ CONFIGS = {
             ([0, 1, 1], [[1, 0], I, I]),
             ([1, 0, 0], [I, [1, 0], [1, 0]]),
         ]),
-    # Ages after each segment: [2,1] [1,1] [1,2] [1,1].
+    # Ages after each segment: [2,1] [1,1] [1,2] [1,1]. Every layer attends rows of one age
+    # only.
     # seg0: layer 0 skipped with empty memory. seg1: no skip, identity maps (layer 0 M=0,
     # layer 1 M=4). seg2: last layer skipped, keeps its 6-row memory. seg3: layer 1 attends it
     # with age 2 under same_length (M=6: every query sees exactly mem_len keys).
@@ -92,6 +104,61 @@ CONFIGS = {
             ([0, 0], [I, I]),
             ([0, 1], [[1, 0], I]),
             ([0, 0], [[1, 0], [1, 0]]),
+        ]),
+    # mem_len 8 > Q 3: rows written before a skip survive the next write with their age, so a
+    # layer attends bands of rows of different ages. Ages after each segment, per layer as
+    # layer age / row ages (oldest row first); "attends" lists the bands (age x rows) a
+    # running layer attends at that segment:
+    #   seg0 run/run   L0 1 [1,1,1]                 L1 1 [1,1,1]
+    #   seg1 skip/run  L0 2 [2,2,2]                 L1 1 [1,1,1,1,1,1]     (L1 attends 1x3)
+    #   seg2 run/skip  L0 1 [2,2,2,1,1,1]           L1 2 [2,2,2,2,2,2]     (L0 attends 2x3)
+    #   seg3 skip/run  L0 2 [3,3,3,2,2,2]           L1 1 [2,2,2,2,2,1,1,1] (L1 attends 2x6)
+    #   seg4 run/skip  L0 1 [3,3,2,2,2,1,1,1]       L1 2 [3,3,3,3,3,2,2,2] (L0 attends 3x3 2x3)
+    #   seg5 skip/run  L0 2 [4,4,3,3,3,2,2,2]       L1 1 [3,3,2,2,2,1,1,1] (L1 attends 3x5 2x3)
+    #   seg6 run/run   L0 1 [3,3,2,2,2,1,1,1]       L1 1 [2,2,1,1,1,1,1,1]
+    #                  (L0 attends 4x2 3x3 2x3: offsets 3Q, 2Q, Q; L1 attends 3x2 2x3 1x3)
+    # Layer 1 gets the embedding when layer 0 is skipped (seg1, 3, 5); the last layer is
+    # skipped at seg2 and seg4; head maps on both layers, including on multi-band segments.
+    "methods_row_ages": dict(
+        cfg=dict(n_layer=2, d_model=12, n_head=3, d_head=4, d_inner=20, vocab=9, batch=2,
+                 tgt_len=3, mem_len=8, clamp_len=0, same_length=0, pre_lnorm=0, untie_r=0,
+                 tie_weight=1, n_segments=7, seed=2004),
+        schedule=[
+            ([0, 0], [[1, 2, 0], I]),
+            ([1, 0], [I, I]),
+            ([0, 1], [[2, 0, 1], I]),
+            ([1, 0], [I, [1, 0, 2]]),
+            ([0, 1], [[0, 2, 1], I]),
+            ([1, 0], [I, [2, 1, 0]]),
+            ([0, 0], [[1, 2, 0], I]),
+        ]),
+    # The same shape with clamp_len 10 and same_length. Under same_length every query sees at
+    # most mem_len keys, so vanilla distances reach at most mem_len - 1 = 7 here and every
+    # clamped distance comes from an aged row (unmasked (i,j) pairs clamped: 1 at seg3, 8 at
+    # seg5, 1 + 8 at seg6; seg4's 2x8 band reaches exactly 10, unclamped). Ages after each
+    # segment (layer age / row ages) and the bands attended:
+    #   seg0 run/run   L0 1 [1,1,1]                 L1 1 [1,1,1]
+    #   seg1 skip/run  L0 2 [2,2,2]                 L1 1 [1,1,1,1,1,1]     (L1 attends 1x3)
+    #   seg2 skip/run  L0 3 [3,3,3]                 L1 1 [1,1,1,1,1,1,1,1] (L1 attends 1x6)
+    #   seg3 run/skip  L0 1 [3,3,3,1,1,1]           L1 2 [2,2,2,2,2,2,2,2] (L0 attends 3x3)
+    #   seg4 skip/run  L0 2 [4,4,4,2,2,2]           L1 1 [2,2,2,2,2,1,1,1] (L1 attends 2x8)
+    #   seg5 run/skip  L0 1 [4,4,2,2,2,1,1,1]       L1 2 [3,3,3,3,3,2,2,2] (L0 attends 4x3 2x3)
+    #   seg6 run/run   L0 1 [2,2,1,1,1,1,1,1]       L1 1 [3,3,2,2,2,1,1,1]
+    #                  (L0 attends 4x2 2x3 1x3: offsets 3Q, Q, 0; L1 attends 3x5 2x3)
+    # Under same_length with M 8, query i masks keys j <= i, so at seg6 only query 0 of layer 0
+    # sees the age-4 band (row 1).
+    "methods_row_ages_clamp": dict(
+        cfg=dict(n_layer=2, d_model=12, n_head=3, d_head=4, d_inner=20, vocab=9, batch=2,
+                 tgt_len=3, mem_len=8, clamp_len=10, same_length=1, pre_lnorm=0, untie_r=0,
+                 tie_weight=1, n_segments=7, seed=2005),
+        schedule=[
+            ([0, 0], [I, [2, 0, 1]]),
+            ([1, 0], [I, I]),
+            ([1, 0], [I, [1, 2, 0]]),
+            ([0, 1], [[2, 1, 0], I]),
+            ([1, 0], [I, I]),
+            ([0, 1], [[1, 0, 2], I]),
+            ([0, 0], [[0, 2, 1], [2, 0, 1]]),
         ]),
 }
 
@@ -138,6 +205,22 @@ def empty_mems(cfg):
     return [torch.zeros(cfg["batch"], 0, cfg["d_model"], dtype=DT) for _ in range(cfg["n_layer"])]
 
 
+def start_ages(cfg):
+    """Ages before segment 0: every layer age 1, no rows."""
+    return [(1, []) for _ in range(cfg["n_layer"])]
+
+
+def bands(row_ages):
+    """Rows of equal age, oldest first: [(age, n_rows), ...]."""
+    out = []
+    for a in row_ages:
+        if out and out[-1][0] == a:
+            out[-1] = (a, out[-1][1] + 1)
+        else:
+            out.append((a, 1))
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # (ii) independent slow forward, straight from the formulas (no code shared with the module)
 # --------------------------------------------------------------------------------------------
@@ -149,7 +232,8 @@ def _ln(x, w, b, eps=1e-5):
 
 
 def naive_forward(sd, cfg, x, target, mems, ages, skip, head_maps):
-    """mems: list of (B,M_l,D); ages: ages before the segment. -> (loss, logits, mems, ages)."""
+    """mems: list of (B,M_l,D); ages: per layer (layer age, [age of each of its M_l rows])
+    before the segment. -> (loss, logits, mems, ages), ages in the same format."""
     L, D, H, Dh = cfg["n_layer"], cfg["d_model"], cfg["n_head"], cfg["d_head"]
     HD = H * Dh
     B, Q = x.shape
@@ -168,13 +252,14 @@ def naive_forward(sd, cfg, x, target, mems, ages, skip, head_maps):
                      for b in range(B)])
     new_mems, new_ages = [], []
     for l in range(L):
+        layer_age, row_age = ages[l][0], list(ages[l][1])
+        M = mems[l].shape[1]
+        assert len(row_age) == M
         if skip[l]:
             new_mems.append(mems[l].clone())
-            new_ages.append(ages[l] + 1)
+            new_ages.append((layer_age + 1, [row_age[t] + 1 for t in range(M)]))
             continue
-        M = mems[l].shape[1]
         K = M + Q
-        a = ages[l]
 
         def masked(i, j):
             if j > M + i:
@@ -188,7 +273,7 @@ def naive_forward(sd, cfg, x, target, mems, ages, skip, head_maps):
         def dist(i, j):
             d = M + i - j
             if j < M:
-                d += (a - 1) * Q
+                d += (row_age[j] - 1) * Q                    # key j is memory row j
             return min(d, clamp) if clamp > 0 else d
 
         pfx = "layers.%d." % l
@@ -234,8 +319,10 @@ def naive_forward(sd, cfg, x, target, mems, ages, skip, head_maps):
                     hp = _ln(h[b, i] + o, lnw, lnb)
                     hn[b, i] = _ln(hp + W2 @ torch.relu(W1 @ hp + b1) + b2, fw, fb)
         cat = torch.cat([mems[l], h], dim=1)                    # h is still layer l's input
-        new_mems.append(cat[:, max(0, cat.shape[1] - mem_len):].clone())
-        new_ages.append(1)
+        first = max(0, cat.shape[1] - mem_len)                  # rows first.. are kept
+        new_mems.append(cat[:, first:].clone())
+        cat_age = row_age + [1] * Q                             # new rows have age 1
+        new_ages.append((1, [cat_age[t] for t in range(first, cat.shape[1])]))
         h = hn
     Wout = emb if cfg["tie_weight"] else sd["crit.out_layers.0.weight"]
     logits = torch.einsum("bqd,vd->bqv", h, Wout) + sd["crit.out_layers.0.bias"]
@@ -259,7 +346,7 @@ def check_vanilla_equivalence(cfg, data):
     init_interesting(m1, cfg["seed"])
     m2 = copy.deepcopy(m1)
     mems1 = m1.init_mems(cfg["batch"], DT)
-    mems2, ages = empty_mems(cfg), [1] * L
+    mems2, ages = empty_mems(cfg), start_ages(cfg)
     worst = 0.0
     for x, t in data:
         zero_grads(m1)
@@ -269,7 +356,7 @@ def check_vanilla_equivalence(cfg, data):
         l2, lg2, nm2, ages = m2.forward_methods(x, t, mems2, ages, [0] * L,
                                                 [list(range(H))] * L)
         l2.backward()
-        assert ages == [1] * L
+        assert ages == [(1, [1] * m.shape[1]) for m in nm2], ages
         errs = [abs(float(l1) - float(l2)), float((lg1 - lg2).abs().max())]
         errs += [float((a - b).abs().max()) if a.numel() else 0.0 for a, b in zip(nm1, nm2)]
         g2 = dict(m2.named_parameters())
@@ -363,9 +450,11 @@ def check_permuted_weights(model, cfg, x, t, mems, ages, skip, head_maps):
 
 def check_gradcheck(model, cfg, x, t, mems, ages, skip, head_maps):
     """torch.autograd.gradcheck of the methods loss w.r.t. the u/v_b biases, the r_net weight of
-    a layer that attends aged memory, and the output bias."""
+    the first layer that attends aged memory (a row age > 1; the most bands first), and the
+    output bias."""
     L = cfg["n_layer"]
-    aged = [l for l in range(L) if not skip[l] and ages[l] > 1 and mems[l].shape[1] > 0]
+    aged = [l for l in range(L) if not skip[l] and any(a > 1 for a in ages[l][1])]
+    aged.sort(key=lambda l: -len(bands(ages[l][1])))
     names = [n for n, _ in model.named_parameters()
              if n.endswith("r_r_bias") or n.endswith("r_w_bias") or n == "crit.out_layers.0.bias"
              or (aged and n == "layers.%d.dec_attn.r_net.weight" % aged[0])]
@@ -392,21 +481,28 @@ def check_gradcheck(model, cfg, x, t, mems, ages, skip, head_maps):
 
 
 def decision_stats(cfg, mems, ages, skip):
-    """Per segment: aged (M>0, age>1) layers attended and how many unmasked distances clamp."""
-    Q, clamp = cfg["tgt_len"], cfg["clamp_len"]
-    aged, clamped = [], 0
+    """Per segment: the memory bands attended, [(l, [(age, n_rows), ...])] for every layer that
+    runs with M > 0, and how many unmasked (i, j) distances clamp (over all layers)."""
+    Q, clamp, mem_len, same = cfg["tgt_len"], cfg["clamp_len"], cfg["mem_len"], cfg["same_length"]
+    attended, clamped = [], 0
     for l in range(cfg["n_layer"]):
         if skip[l]:
             continue
+        row_age = ages[l][1]
         M = mems[l].shape[1]
-        if M > 0 and ages[l] > 1:
-            aged.append((l, ages[l], M))
+        if M > 0:
+            attended.append((l, bands(row_age)))
         if clamp > 0:
+            K = M + Q
             for i in range(Q):
-                for j in range(M + i + 1):
-                    d = M + i - j + ((ages[l] - 1) * Q if j < M else 0)
+                lo = 0
+                if same:
+                    s = Q - (K - mem_len) if K > mem_len else Q
+                    lo = max(0, i - s + 1)                        # keys j <= i - s are masked
+                for j in range(lo, M + i + 1):
+                    d = M + i - j + ((row_age[j] - 1) * Q if j < M else 0)
                     clamped += d > clamp
-    return aged, clamped
+    return attended, clamped
 
 
 # --------------------------------------------------------------------------------------------
@@ -423,23 +519,28 @@ def generate(name, spec, checks=True):
     sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
     gen = torch.Generator().manual_seed(cfg["seed"] + 99)
     err = {"vanilla": 0.0, "loss": 0.0, "logits": 0.0, "mems": 0.0, "gather": 0.0,
-           "permw": 0.0, "n_maps": 0}
+           "permw": 0.0, "n_maps": 0, "gradcheck": []}
     info = []
     if checks:
         err["vanilla"] = check_vanilla_equivalence(cfg, data)
-    mems, ages = empty_mems(cfg), [1] * L
-    nmems = [m.clone() for m in mems]
-    gradchecked = False
+    mems, ages = empty_mems(cfg), start_ages(cfg)
+    nmems, nages = [m.clone() for m in mems], start_ages(cfg)   # the naive forward's own chain
+    gradchecked = []          # segments gradchecked
+    any_multi = False         # some segment attends rows of different ages
     for s, ((x, t), (skip, head_maps)) in enumerate(zip(data, sched)):
-        aged, clamped = decision_stats(cfg, mems, ages, skip)
+        attended, clamped = decision_stats(cfg, mems, ages, skip)
+        aged = any(a > 1 for _, bs in attended for a, _ in bs)
+        multi = any(len(bs) > 1 for _, bs in attended)
         if checks:
             err["permw"] = max(err["permw"], check_permuted_weights(
                 model, cfg, x, t, mems, ages, skip, head_maps))
-            if aged and not gradchecked:
+            # the first segment with aged memory, and the first with rows of different ages
+            if (aged and not gradchecked) or (multi and not any_multi):
                 check_gradcheck(model, cfg, x, t, mems, ages, skip, head_maps)
-                gradchecked = True
+                gradchecked.append(s)
             for layer in model.layers:
                 layer.dec_attn.debug = {}
+        any_multi = any_multi or multi
         zero_grads(model)
         loss, logits, new_mems, new_ages = model.forward_methods(x, t, mems, ages, skip,
                                                                  head_maps)
@@ -457,7 +558,7 @@ def generate(name, spec, checks=True):
             err["n_maps"] += n
             for layer in model.layers:
                 layer.dec_attn.debug = None
-            nl, nlog, nm, na = naive_forward(sd, cfg, x, t, nmems, ages, skip, head_maps)
+            nl, nlog, nm, na = naive_forward(sd, cfg, x, t, nmems, nages, skip, head_maps)
             assert na == new_ages, (na, new_ages)
             err["loss"] = max(err["loss"], abs(nl - float(loss)))
             err["logits"] = max(err["logits"], float((nlog - logits.detach()).abs().max()))
@@ -465,7 +566,7 @@ def generate(name, spec, checks=True):
                 assert a.shape == b.shape
                 if a.numel():
                     err["mems"] = max(err["mems"], float((a - b).abs().max()))
-            nmems = nm
+            nmems, nages = nm, na
         pfx = "seg%d." % s
         tensors[pfx + "input"] = x
         tensors[pfx + "target"] = t
@@ -477,14 +578,23 @@ def generate(name, spec, checks=True):
             tensors[pfx + "mems.%d" % l] = new_mems[l].detach().clone().reshape(B, -1, D)
         tensors[pfx + "skip"] = torch.tensor(skip, dtype=torch.int64)
         tensors[pfx + "head_map"] = torch.tensor(head_maps, dtype=torch.int64)
-        tensors[pfx + "ages"] = torch.tensor(new_ages, dtype=torch.int64)
-        info.append(dict(skip=skip, head_map=head_maps, ages_before=list(ages), ages=new_ages,
+        tensors[pfx + "ages"] = torch.tensor([a for a, _ in new_ages], dtype=torch.int64)
+        row_ages = torch.zeros(L, cfg["mem_len"], dtype=torch.int64)   # 0 past the rows
+        for l, (a, rows) in enumerate(new_ages):
+            assert len(rows) == new_mems[l].shape[1] <= cfg["mem_len"]
+            assert all(r >= 1 for r in rows) and (not rows or rows[-1] == a), (l, a, rows)
+            assert all(p >= q for p, q in zip(rows, rows[1:])), (l, rows)
+            row_ages[l, :len(rows)] = torch.tensor(rows, dtype=torch.int64)
+        tensors[pfx + "row_ages"] = row_ages
+        info.append(dict(skip=skip, head_map=head_maps, ages_before=[a for a, _ in ages],
+                         ages=[a for a, _ in new_ages], row_ages=[r for _, r in new_ages],
                          M_before=[m.shape[1] for m in mems],
-                         M_after=[m.shape[1] for m in new_mems], aged=aged, clamped=clamped,
-                         loss=float(loss)))
+                         M_after=[m.shape[1] for m in new_mems], attended=attended,
+                         clamped=clamped, loss=float(loss)))
         mems, ages = new_mems, new_ages
     if checks:
         assert gradchecked, name
+        err["gradcheck"] = gradchecked
         for k in ("vanilla", "loss", "logits", "mems", "gather", "permw"):
             assert err[k] < TOL, (name, k, err[k])
     meta = {k: int(cfg[k]) for k in META_KEYS}
@@ -511,16 +621,22 @@ def main():
         total += size
         print("%-20s %7d bytes  %3d tensors" % (name, size, len(tensors)))
         for s, d in enumerate(info):
-            print("  seg%d skip=%s head_map=%s M=%s->%s ages=%s->%s aged(l,age,M)=%s%s loss=%.6f"
-                  % (s, d["skip"], d["head_map"], d["M_before"], d["M_after"], d["ages_before"],
-                     d["ages"], d["aged"],
-                     (" clamped=%d" % d["clamped"]) if meta["clamp_len"] > 0 else "", d["loss"]))
+            att = " ".join("L%d:%s" % (l, ",".join("%dx%d" % b for b in bs))
+                           for l, bs in d["attended"])
+            print("  seg%d skip=%s head_map=%s M=%s->%s ages=%s->%s attends(age x rows)=[%s]%s "
+                  "loss=%.6f" % (s, d["skip"], d["head_map"], d["M_before"], d["M_after"],
+                                 d["ages_before"], d["ages"], att,
+                                 (" clamped=%d" % d["clamped"]) if meta["clamp_len"] > 0 else "",
+                                 d["loss"]))
+            print("       row ages after: %s" % " ".join(
+                "L%d:%s" % (l, r) for l, r in enumerate(d["row_ages"])))
         if not args.skip_checks:
             print("  checks max|err|: (i) vanilla %.1e; (ii) naive loss %.1e logits %.1e mems "
-                  "%.1e; (iii) gather %.1e over %d maps, permuted-weights %.1e; gradcheck ok; "
-                  "skipped-layer grads exactly 0" % (
+                  "%.1e; (iii) gather %.1e over %d maps, permuted-weights %.1e; gradcheck ok "
+                  "(seg %s); skipped-layer grads exactly 0" % (
                       err["vanilla"], err["loss"], err["logits"], err["mems"], err["gather"],
-                      err["n_maps"], err["permw"]))
+                      err["n_maps"], err["permw"],
+                      ",".join(str(v) for v in err["gradcheck"])))
     print("total %d bytes" % total)
 
 

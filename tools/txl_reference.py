@@ -5,8 +5,9 @@ Written from the formulas in docs/spec.md section 3 (the original `mem_transform
 tests and by tools/bench_pytorch.py as a speed baseline.
 
 TransformerXL.forward_methods() adds the paper's two methods under FORCED decisions (a skip
-mask, memory ages and per-layer head maps; see tools/README.md) for
-tools/make_method_fixtures.py. The vanilla forward() path does not use any of it.
+mask, per-layer head maps, and the memory ages: one per layer and one per memory row; see
+tools/README.md) for tools/make_method_fixtures.py. The vanilla forward() path does not use
+any of it.
 
 Internal layout is batch-major: hidden states are (B, Q, D), memories (B, M, D).
 The state_dict names/shapes match the original implementation (see docs/spec.md sections 2 and 11).
@@ -90,15 +91,21 @@ def sinusoid_table(n_pos, d_model, dtype, device=None):
     return torch.cat([torch.sin(ang), torch.cos(ang)], dim=-1)
 
 
-def aged_distance(qlen, mlen, age, clamp_len, device=None):
-    """(Q, K) int64 relative distance used for BD with a memory of age `age` (>= 1):
-    memory key j < M of query i is at M + i - j + (age-1)*Q, segment key j >= M at M + i - j;
-    then min(d, clamp_len) when clamp_len > 0. Entries j > M + i (always masked) are set to 0
-    so that they index a valid row; their scores are masked out."""
+def aged_distance(qlen, mlen, row_ages, clamp_len, device=None):
+    """(Q, K) int64 relative distance used for BD with a memory whose row j < M has age
+    row_ages[j] (>= 1; len(row_ages) == M): memory key j of query i is at
+    M + i - j + (row_ages[j]-1)*Q, segment key j >= M at M + i - j; then min(d, clamp_len)
+    when clamp_len > 0. Entries j > M + i (always masked) are set to 0 so that they index a
+    valid row; their scores are masked out."""
+    assert len(row_ages) == mlen and all(int(a) >= 1 for a in row_ages), (mlen, row_ages)
     klen = mlen + qlen
     i = torch.arange(qlen, device=device)[:, None]
     j = torch.arange(klen, device=device)[None, :]
-    d = mlen + i - j + (j < mlen).long() * ((age - 1) * qlen)
+    extra = torch.zeros(klen, dtype=torch.int64, device=device)
+    if mlen > 0:
+        extra[:mlen] = (torch.as_tensor([int(a) for a in row_ages], dtype=torch.int64,
+                                        device=device) - 1) * qlen
+    d = mlen + i - j + extra[None, :]
     if clamp_len > 0:
         d = d.clamp(max=clamp_len)
     return d.clamp(min=0)
@@ -346,32 +353,42 @@ class TransformerXL(nn.Module):
         """One segment with FORCED Skip-Retain / cross-head decisions.
 
         mems: list of n_layer (B,M_l,D) tensors (M_l may differ per layer; None = all empty);
-        ages: list of n_layer ints >= 1 (ages before this segment; 1 = written last segment);
+        ages: list of n_layer pairs (layer_age, row_ages), the ages before this segment:
+          layer_age >= 1 is the number of segments since the layer last wrote (1 = it wrote
+          last segment; defined with no rows too), row_ages a list of M_l ints >= 1, the age
+          of each memory row (oldest row first, non-increasing; the newest row's age equals
+          layer_age). None = all (1, []) (the start).
         skip: n_layer 0/1; head_maps: n_layer entries, each None or H source heads.
-        A skipped layer is the identity (computes nothing), keeps its memory and gets age+1.
-        A layer that runs attends to its memory with aged distances (aged_distance), applies
-        its head map, writes mem = cat(mem, its input)[-mem_len:] and gets age 1.
-        Returns (loss, logits (B,Q,V), new_mems, new_ages)."""
+        A skipped layer is the identity (computes nothing), keeps its memory, and its layer age
+        and every row age grow by 1. A layer that runs attends memory row j at the aged
+        distance M + i - j + (row_ages[j]-1)*Q (aged_distance), applies its head map, writes
+        mem = cat(mem, its input)[-mem_len:] with row ages cat(row_ages, [1]*Q)[-mem_len:]
+        (kept rows keep their age, its input's rows get age 1), and its layer age becomes 1.
+        Returns (loss, logits (B,Q,V), new_mems, new_ages), new_ages in the format of ages."""
         B, Q = x.shape
         dtype = self.word_emb.emb_layers[0].weight.dtype
         dev = x.device
         L = self.n_layer
         if mems is None:
             mems = [torch.zeros(B, 0, self.d_model, dtype=dtype, device=dev) for _ in range(L)]
+        if ages is None:
+            ages = [(1, []) for _ in range(L)]
         assert len(mems) == L and len(ages) == L and len(skip) == L and len(head_maps) == L
         h = self.drop(self.word_emb(x))
         new_mems, new_ages = [], []
         for l, layer in enumerate(self.layers):
             mem = mems[l]
-            age = int(ages[l])
-            assert age >= 1
+            age, row_ages = int(ages[l][0]), [int(a) for a in ages[l][1]]
+            M = mem.shape[1]
+            assert age >= 1 and len(row_ages) == M, (l, age, row_ages, M)
+            assert all(a >= b for a, b in zip(row_ages, row_ages[1:])), row_ages
+            assert M == 0 or row_ages[-1] == age, (l, age, row_ages)
             if int(skip[l]):
                 new_mems.append(mem)
-                new_ages.append(age + 1)
+                new_ages.append((age + 1, [a + 1 for a in row_ages]))
                 continue
-            M = mem.shape[1]
             mask = attn_mask(Q, M, self.mem_len, self.same_length, dev)
-            dist = aged_distance(Q, M, age, self.clamp_len, dev)
+            dist = aged_distance(Q, M, row_ages, self.clamp_len, dev)
             pos_table = self.drop(sinusoid_table(int(dist.max()) + 1, self.d_model, dtype, dev))
             inp = h
             h = layer.forward_methods(h, mem, mask, dist, pos_table, self.r_w_bias,
@@ -379,9 +396,11 @@ class TransformerXL(nn.Module):
             with torch.no_grad():
                 if self.mem_len > 0:
                     new_mems.append(torch.cat([mem, inp], dim=1)[:, -self.mem_len:].detach())
+                    new_rows = (row_ages + [1] * Q)[-self.mem_len:]
                 else:
                     new_mems.append(mem)
-            new_ages.append(1)
+                    new_rows = row_ages
+            new_ages.append((1, new_rows))
         h = self.drop(h)
         logits = F.linear(h, self.out_weight(), self.crit.out_layers[0].bias)
         loss = F.cross_entropy(logits.reshape(B * Q, -1), target.reshape(B * Q))

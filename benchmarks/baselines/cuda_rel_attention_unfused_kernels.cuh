@@ -3,8 +3,10 @@
 // Row kernels of the unfused relative attention (the baseline the fused kernels are measured
 // against): the K x Q scores live in device memory between cuBLAS products, one block per
 // query row (b, h, i) here.
-//   forward:  S = (AC + BDf[dist]) * scale, masked, softmax -> P; Pd = dropout(P)
-//   backward: dS = P * (Z dPd - sum_j P Z dPd) * scale -> dAC; dBDf[d] = sum_{dist(i,j)=d} dS
+//   forward:  S = (AC + BDf[row(i,j)]) * scale, masked, softmax -> P; Pd = dropout(P)
+//   backward: dS = P * (Z dPd - sum_j P Z dPd) * scale -> dAC; dBDf[d] = sum_{row(i,j)=d} dS
+// (row(i, j): the position table row of the pair, rel_distance_row: memory bands read their own
+// rows.)
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -52,15 +54,15 @@ __global__ void unfused_softmax_forward_kernel(const UnfusedRowParams p, const f
     const KeyRange kr = rel_key_range(g, i);
     float mx = -INFINITY;
     for (int j = kr.first + threadIdx.x; j <= kr.last; j += blockDim.x)
-        mx = fmaxf(mx, (a[j] + d[rel_distance(g, i, j)]) * p.scale);
+        mx = fmaxf(mx, (a[j] + d[rel_distance_row(g, i, j)]) * p.scale);
     mx = block_max(mx, scratch);
     float sum = 0.0f;
-    for (int j = kr.first + threadIdx.x; j <= kr.last; j += blockDim.x) sum += expf((a[j] + d[rel_distance(g, i, j)]) * p.scale - mx);
+    for (int j = kr.first + threadIdx.x; j <= kr.last; j += blockDim.x) sum += expf((a[j] + d[rel_distance_row(g, i, j)]) * p.scale - mx);
     sum = block_sum(sum, scratch);
     const float inv = 1.0f / sum;
     for (int j = threadIdx.x; j < K; j += blockDim.x) {
         float pr = 0.0f;
-        if (j >= kr.first && j <= kr.last) pr = expf((a[j] + d[rel_distance(g, i, j)]) * p.scale - mx) * inv;
+        if (j >= kr.first && j <= kr.last) pr = expf((a[j] + d[rel_distance_row(g, i, j)]) * p.scale - mx) * inv;
         const float z = dropatt_factor(p.dropatt_stream, p.dropatt, p.batch_offset + b, p.n_head, h, Q, i, K, j);
         probs[row * K + j] = from_float<T>(pr);
         probs_dropped[row * K + j] = from_float<T>(pr * z);
@@ -68,13 +70,14 @@ __global__ void unfused_softmax_forward_kernel(const UnfusedRowParams p, const f
 }
 
 // dpd: (B,H,Q,K) fp32 gradient of Pd, overwritten by dS -> dac: (B,H,Q,K) T and dbd: (B,H,Q,ND) T. The distance
-// scatter walks distances (each written by one thread): the segment key and the memory key at
-// distance d, and every key at or past clamp_len for the clamped row.
+// scatter walks table rows (each written by one thread): per key run (memory band or segment,
+// tile.cuh) the one key at row d, and, on the run's clamped row, every key of the run at or past
+// clamp_len.
 template <class T>
 __global__ void unfused_softmax_backward_kernel(const UnfusedRowParams p, const T* probs, float* dpd, T* dac, T* dbd) {
     __shared__ float scratch[kMaxWarps];
     const RelAttentionGeometry& g = p.geo;
-    const int Q = g.q_len, K = g.k_len(), M = g.mem_rows;
+    const int Q = g.q_len, K = g.k_len();
     const std::int64_t row = blockIdx.x;
     const int i = static_cast<int>(row % Q), h = static_cast<int>((row / Q) % p.n_head);
     const std::int64_t b = row / Q / p.n_head;
@@ -99,13 +102,15 @@ __global__ void unfused_softmax_backward_kernel(const UnfusedRowParams p, const 
     const auto in_reach = [&](int j) { return j >= kr.first && j <= kr.last; };
     for (int d = threadIdx.x; d < p.n_dist; d += blockDim.x) {
         float acc = 0.0f;
-        if (g.clamp_len > 0 && d == g.clamp_len) {
-            for (int j = kr.first; j <= kr.last; ++j)
-                if (rel_distance(g, i, j) == d) acc += ds[j];
-        } else if (g.clamp_len == 0 || d < g.clamp_len) {
-            const int j_seg = M + i - d, j_mem = M + i + g.mem_offset - d;
-            if (j_seg >= M && j_seg < K && in_reach(j_seg)) acc += ds[j_seg];
-            if (j_mem >= 0 && j_mem < M && in_reach(j_mem)) acc += ds[j_mem];
+        for (int run = 0; run < key_run_count(g); ++run) {
+            const DistanceRun dr = distance_run(g, run, p.n_dist);
+            if (d < dr.d_limit) {   // exact distances: the run's key on this row, if any
+                const int j = dr.base + i - d;
+                if (j >= dr.lo && j < dr.hi && in_reach(j)) acc += ds[j];
+            } else if (g.clamp_len > 0 && d == far_row(g, run)) {
+                for (int j = dr.lo > kr.first ? dr.lo : kr.first; j < dr.hi && j <= kr.last; ++j)
+                    if (rel_true_distance(g, i, j) >= g.clamp_len) acc += ds[j];
+            }
         }
         dbd[row * p.n_dist + d] = from_float<T>(acc);
     }

@@ -84,6 +84,7 @@ struct AttentionProblem {
     AttentionProblem(const Shape& shape, const cuda::Context& ctx) : s(shape) {
         geo.q_len = s.Q;
         geo.mem_rows = s.M;
+        rel_set_memory_offset(geo, 0);
         K = geo.k_len();
         ND = rel_distance_count(geo);
         HD = s.H * s.Dh;

@@ -1,11 +1,14 @@
 #pragma once
 // The attention problems every CUDA attention test runs (on the GPU and under host emulation):
-// geometries, head maps, dropout, head dims, with random inputs drawn from a seed.
+// geometries (memories of one age or of several), head maps, dropout, head dims, with random
+// inputs drawn from a seed.
 #include <cuda_bf16.h>
 
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <stdexcept>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -21,13 +24,35 @@ inline std::vector<double> random_vector(std::size_t n, std::mt19937_64& rng, do
     return x;
 }
 
+// Rows of one age in a memory that holds several (Skip-Retain keeps a skipped layer's rows).
+struct Band {
+    int rows, age;
+};
+
 struct Case {
     const char* name;
     int batch, n_head, d_head, q_len, mem_rows, mem_len, age, clamp_len;
     bool same_length;
     float dropatt;
     std::vector<int> head_map;
+    std::vector<Band> bands;   // the memory's bands, oldest first; empty: one band of age `age`
 };
+
+// The geometry's memory bands: offset (age - 1) * Q per band (rel_position.hpp).
+inline void set_bands(RelAttentionGeometry& g, const Case& c) {
+    bool ok;
+    if (c.bands.empty()) {
+        ok = rel_set_memory_offset(g, (c.age - 1) * c.q_len);
+    } else {
+        std::vector<int> ends, offsets;
+        for (const Band& b : c.bands) {
+            ends.push_back((ends.empty() ? 0 : ends.back()) + b.rows);
+            offsets.push_back((b.age - 1) * c.q_len);
+        }
+        ok = rel_set_memory_bands(g, static_cast<int>(c.bands.size()), ends.data(), offsets.data());
+    }
+    if (!ok) throw std::logic_error(std::string("attention case '") + c.name + "': its memory bands are out of order");
+}
 
 inline testref::AttentionProblem make_problem(const Case& c, std::uint64_t seed) {
     std::mt19937_64 rng(seed);
@@ -37,8 +62,8 @@ inline testref::AttentionProblem make_problem(const Case& c, std::uint64_t seed)
     p.d_head = c.d_head;
     p.geo.q_len = c.q_len;
     p.geo.mem_rows = c.mem_rows;
-    p.geo.mem_offset = (c.age - 1) * c.q_len;
     p.geo.clamp_len = c.clamp_len;
+    set_bands(p.geo, c);   // (after q_len, mem_rows and clamp_len: the bands' table rows depend on them)
     p.geo.same_length = c.same_length;
     p.geo.same_length_shift = same_length_shift(c.q_len, c.mem_rows + c.q_len, c.mem_len);
     p.n_dist = rel_distance_count(p.geo);
@@ -67,6 +92,18 @@ inline std::vector<Case> cases() {
         {"short memory, head dim 128", 1, 2, 128, 65, 17, 17, 1, 0, false, 0.0f, {}},
         {"aged memory wholly past clamp_len", 2, 2, 64, 20, 16, 16, 3, 30, false, 0.0f, {1, 0}},
         {"aged memory, clamp_len between segment and memory", 1, 3, 32, 70, 66, 66, 2, 100, false, 0.1f, {2, 1, 0}},
+        // Memories of several ages (M = 2.5 Q, bands oldest first): band sizes that are no
+        // multiple of any key tile (32, 64), so tiles end at band boundaries mid-tile; each band
+        // reads its own table rows, and with clamp_len its own clamped row.
+        {"three bands (ages 4, 2, 1), permutation", 1, 2, 64, 40, 100, 100, 1, 0, false, 0.0f, {1, 0}, {{37, 4}, {34, 2}, {29, 1}}},
+        {"three bands (ages 5, 3, 2), clamp_len mid-band, same_length, dropatt", 1, 2, 32, 40, 100, 100, 1, 150, true, 0.1f,
+         {1, 0}, {{30, 5}, {45, 3}, {25, 2}}},
+        {"three bands (ages 4, 2, 1), clamp_len inside the segment, head dim 128", 1, 2, 128, 40, 100, 100, 1, 30, false,
+         0.0f, {}, {{37, 4}, {34, 2}, {29, 1}}},
+        {"three bands (ages 5, 3, 2), same_length, non-injective map", 1, 2, 32, 40, 100, 100, 1, 0, true, 0.0f, {1, 1},
+         {{66, 5}, {1, 3}, {33, 2}}},
+        {"six bands, one of one row, clamp_len mid-band", 2, 2, 32, 24, 60, 60, 1, 120, false, 0.1f, {},
+         {{7, 9}, {13, 7}, {1, 5}, {19, 4}, {12, 2}, {8, 1}}},
     };
 }
 

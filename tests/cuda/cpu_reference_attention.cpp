@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "memtx/core/aligned_vector.hpp"
@@ -70,6 +71,68 @@ AttentionResult attention_cpu(const AttentionProblem& pr, const std::vector<doub
 
 template AttentionResult attention_cpu<float>(const AttentionProblem&, const std::vector<double>&);
 template AttentionResult attention_cpu<double>(const AttentionProblem&, const std::vector<double>&);
+
+AttentionResult attention_pairwise(const AttentionProblem& pr, const std::vector<double>& dout) {
+    const RelAttentionGeometry& g = pr.geo;
+    const int B = pr.batch, H = pr.n_head, Dh = pr.d_head, HD = H * Dh, Q = g.q_len, K = g.k_len();
+    const double scale = 1.0 / std::sqrt(static_cast<double>(Dh));
+    AttentionResult res{std::vector<double>(pr.q.size()), std::vector<double>(pr.q.size()), std::vector<double>(pr.k.size()),
+                        std::vector<double>(pr.v.size()), std::vector<double>(pr.r.size()), std::vector<double>(pr.u.size()),
+                        std::vector<double>(pr.vb.size())};
+    const auto dot = [Dh](const double* a, const double* b) {
+        double s = 0;
+        for (int c = 0; c < Dh; ++c) s += a[c] * b[c];
+        return s;
+    };
+    std::vector<double> qu(Dh), qv(Dh), prob(K), z(K), dp(K);
+    for (int b = 0; b < B; ++b)
+        for (int h = 0; h < H; ++h) {
+            const int s = pr.head_map.empty() ? h : pr.head_map[static_cast<std::size_t>(h)];
+            const auto key = [&](const std::vector<double>& x, int j) { return &x[(static_cast<std::size_t>(b) * K + j) * HD + s * Dh]; };
+            const auto pos = [&](int row) { return &pr.r[static_cast<std::size_t>(row) * HD + s * Dh]; };
+            for (int i = 0; i < Q; ++i) {
+                const std::size_t qi = (static_cast<std::size_t>(b) * Q + i) * HD + h * Dh;
+                for (int c = 0; c < Dh; ++c) {
+                    qu[c] = pr.q[qi + c] + pr.u[h * Dh + c];
+                    qv[c] = pr.q[qi + c] + pr.vb[h * Dh + c];
+                }
+                double mx = -INFINITY;
+                for (int j = 0; j < K; ++j) {
+                    prob[j] = -INFINITY;
+                    if (rel_masked(g, i, j)) continue;
+                    prob[j] = (dot(qu.data(), key(pr.k, j)) + dot(qv.data(), pos(rel_distance_row(g, i, j)))) * scale;
+                    mx = std::max(mx, prob[j]);
+                }
+                double sum = 0;
+                for (int j = 0; j < K; ++j) sum += prob[j] = std::exp(prob[j] - mx);
+                double delta = 0;
+                for (int j = 0; j < K; ++j) {
+                    prob[j] /= sum;
+                    const std::uint64_t e = ((static_cast<std::uint64_t>(pr.batch_offset + b) * H + h) * Q + i) * K + j;
+                    z[j] = pr.dropatt_stream.keep(e, pr.dropatt) ? 1.0 / (1.0 - pr.dropatt) : 0.0;
+                    dp[j] = dot(&dout[qi], key(pr.v, j));
+                    delta += prob[j] * z[j] * dp[j];
+                    for (int c = 0; c < Dh; ++c) res.out[qi + c] += prob[j] * z[j] * key(pr.v, j)[c];
+                }
+                for (int j = 0; j < K; ++j) {
+                    if (rel_masked(g, i, j)) continue;
+                    const double ds = prob[j] * (z[j] * dp[j] - delta) * scale;
+                    const int row = rel_distance_row(g, i, j);
+                    const std::size_t kj = (static_cast<std::size_t>(b) * K + j) * HD + s * Dh,
+                                      rj = static_cast<std::size_t>(row) * HD + s * Dh;
+                    for (int c = 0; c < Dh; ++c) {
+                        res.dq[qi + c] += ds * (pr.k[kj + c] + pr.r[rj + c]);
+                        res.du[h * Dh + c] += ds * pr.k[kj + c];
+                        res.dvb[h * Dh + c] += ds * pr.r[rj + c];
+                        res.dk[kj + c] += ds * qu[c];
+                        res.dv[kj + c] += prob[j] * z[j] * dout[qi + c];
+                        res.dr[rj + c] += ds * qv[c];
+                    }
+                }
+            }
+        }
+    return res;
+}
 
 void gather_heads_cpu(std::vector<float>& gathered, int ld_gathered, const std::vector<float>& source, int ld_source,
                       int rows, int n_head, int d_head, const std::vector<int>& map) {

@@ -31,6 +31,11 @@ struct AttentionResult {
 template <class T>
 AttentionResult attention_cpu(const AttentionProblem& p, const std::vector<double>& dout);
 
+// The same outputs pair by pair in double, straight from the definitions (rel_masked,
+// rel_distance_row): a check of attention_cpu itself, whose runs and row blocks are an
+// optimisation of this loop.
+AttentionResult attention_pairwise(const AttentionProblem& p, const std::vector<double>& dout);
+
 // memtx::cpu::gather_heads / scatter_heads_add in float.
 void gather_heads_cpu(std::vector<float>& gathered, int ld_gathered, const std::vector<float>& source, int ld_source,
                       int rows, int n_head, int d_head, const std::vector<int>& map);

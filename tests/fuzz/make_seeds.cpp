@@ -199,8 +199,9 @@ void checkpoint_seeds(const fs::path& dir, const fs::path& scratch) {
     variant("valid_fresh_memory", [](Contents& c) {   // rows 0: empty memory tensors
         for (auto& v : c.tensors["memory.rows"].i) v = 0;
         for (auto& v : c.tensors["memory.ages"].i) v = 1;
+        for (auto& v : c.tensors["memory.row_ages"].i) v = 0;
         for (auto& [name, t] : c.tensors)
-            if (name.starts_with("memory.") && name != "memory.rows" && name != "memory.ages") {
+            if (name.starts_with("memory.") && name != "memory.rows" && name != "memory.ages" && name != "memory.row_ages") {
                 t.shape[1] = 0;
                 t.f.clear();
             }
@@ -208,7 +209,19 @@ void checkpoint_seeds(const fs::path& dir, const fs::path& scratch) {
     variant("valid_aged_memory", [](Contents& c) {   // retained memory, as Skip-Retain leaves it
         auto& ages = c.tensors["memory.ages"].i;
         for (std::size_t k = 0; k < ages.size(); ++k) ages[k] = static_cast<std::int64_t>(k + 2);
+        auto& row_ages = c.tensors["memory.row_ages"];
+        const auto mem_len = static_cast<std::size_t>(row_ages.shape[2]);
+        for (std::size_t k = 0; k < row_ages.i.size(); ++k) row_ages.i[k] = ages[k / mem_len];
     });
+    // rows kept across a write after skips: the older half two segments older than the newer
+    variant("valid_row_ages_two_bands", [](Contents& c) {
+        auto& row_ages = c.tensors["memory.row_ages"];
+        const auto mem_len = static_cast<std::size_t>(row_ages.shape[2]);
+        const auto& ages = c.tensors["memory.ages"].i;
+        for (std::size_t k = 0; k < row_ages.i.size(); ++k) row_ages.i[k] = ages[k / mem_len] + (k % mem_len < mem_len / 2 ? 2 : 0);
+    });
+    variant("valid_one_age_per_layer", [](Contents& c) { c.tensors.erase("memory.row_ages"); });   // before per-row ages
+    variant("bad_row_age_zero", [](Contents& c) { c.tensors["memory.row_ages"].i[0] = 0; });
     variant("valid_no_mem_len", [](Contents& c) { c.meta.erase("memtx.mem_len"); });
     variant("bad_phase", [](Contents& c) { c.meta["memtx.phase"] = "3"; });
     variant("bad_seed", [](Contents& c) { c.meta["memtx.seed"] = "8"; }, false);

@@ -9,7 +9,7 @@
 //   S[i,j]   = (AC[i,j] + BDf[i, dist(i,j)]) * scale, masked, softmax over j  -> P
 //   out_h    = dropout(P) v_s                        // (Q,Dh), written to head h's slot
 // BD is gathered by table row (rel_distance_row: the distance, or for retained memory the
-// distance minus rel_mem_row_shift), never by the reference's pad-and-reshape shift.
+// distance minus its band's shift), never by the reference's pad-and-reshape shift.
 #include <omp.h>
 
 #include <algorithm>
@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "memtx/core/philox.hpp"
+#include "memtx/core/error.hpp"
 #include "memtx/core/rel_position.hpp"
 #include "memtx/cpu/eigen.hpp"
 #include "memtx/cpu/gemm.hpp"
@@ -80,13 +81,15 @@ void dropout_probs(T* dst, const T* src, const RelAttentionParams<T>& p, int b, 
 }
 
 // Calls f(j0, j1, base, shift) for the runs of keys [j0, j1) of row i whose distance is
-// base - j, read from table row (distance - shift): memory keys (shifted by the retained
-// memory's offset, rows by rel_mem_row_shift), then segment keys.
+// base - j, read from table row (distance - shift): each band of memory keys (shifted by its
+// offset, rows by its shift), then segment keys.
 template <class F>
 void for_each_distance_run(const RelAttentionGeometry& g, int i, KeyRange r, F&& f) {
     const int M = g.mem_rows;
-    const int mem_end = std::min(M, r.last + 1);
-    if (r.first < mem_end) f(r.first, mem_end, M + i + g.mem_offset, rel_mem_row_shift(g));
+    for (int b = 0; b < g.n_bands; ++b) {
+        const int j0 = std::max(r.first, g.band_begin(b)), j1 = std::min(g.bands[b].end, r.last + 1);
+        if (j0 < j1) f(j0, j1, M + i + g.bands[b].offset, g.bands[b].shift);
+    }
     const int seg_begin = std::max(r.first, M);
     if (seg_begin <= r.last) f(seg_begin, r.last + 1, M + i, 0);
 }
@@ -144,7 +147,8 @@ inline int row_blocks(const RelAttentionGeometry& g, int n_dist, RowBlock out[2]
         b.keys = g.causal ? std::min(K, g.mem_rows + b.last) : K;
         const auto clamped = [&](int d) { return g.clamp_len > 0 ? std::min(d, g.clamp_len) : d; };
         int max_row = clamped(b.last - 1);   // segment keys
-        if (g.mem_rows > 0) max_row = std::max(max_row, clamped(g.mem_rows + b.last - 1 + g.mem_offset) - rel_mem_row_shift(g));
+        for (int m = 0; m < g.n_bands; ++m)   // band m's farthest key from row b.last - 1
+            max_row = std::max(max_row, clamped(g.mem_rows - g.band_begin(m) + b.last - 1 + g.bands[m].offset) - g.bands[m].shift);
         b.dists = g.causal ? std::min(n_dist, max_row + 1) : n_dist;
     }
     return n;
@@ -164,6 +168,8 @@ inline bool is_injective(const int* map, int n) {
 // Forward. `scratch` holds omp_get_max_threads() * RelAttentionScratch::per_thread(...) elements.
 template <class T>
 void rel_attention_forward(const RelAttentionParams<T>& p, T* scratch) {
+    require(rel_bands_consistent(p.geo), "relative attention: the memory bands do not cover the ", p.geo.mem_rows,
+            " memory rows (set them with rel_set_memory_bands)");
     const int B = p.batch, H = p.n_head, Dh = p.d_head, Q = p.geo.q_len, K = p.geo.k_len(), ND = p.n_dist;
     const std::size_t per_thread = RelAttentionScratch::per_thread(Q, K, ND, Dh);
 #pragma omp parallel for schedule(dynamic, 1)
@@ -239,6 +245,8 @@ struct RelAttentionBackwardScratch {
 template <class T>
 void rel_attention_backward(const RelAttentionParams<T>& p, const RelAttentionGrads<T>& g, T* scratch,
                             T* shared_scratch, int threads) {
+    require(rel_bands_consistent(p.geo), "relative attention: the memory bands do not cover the ", p.geo.mem_rows,
+            " memory rows (set them with rel_set_memory_bands)");
     const int B = p.batch, H = p.n_head, Dh = p.d_head, Q = p.geo.q_len, K = p.geo.k_len(), ND = p.n_dist;
     const int HD = H * Dh;
     const std::size_t per_thread = RelAttentionScratch::per_thread(Q, K, ND, Dh);

@@ -127,16 +127,18 @@ public:
     }
 
     // Plans the workspace for segments up to (batch, tgt_len) with memory up to mem_len; a
-    // positive max_mem_offset plans for retained (Skip-Retain) memory of any age. Called
-    // implicitly by the first step of a larger shape; the step loop itself never allocates.
-    void reserve(int batch, int tgt_len, int mem_len, int max_mem_offset = 0) {
+    // positive aged_bands plans for retained (Skip-Retain) memory of any age in up to that many
+    // bands of different ages (at least the ceil(mem_len / tgt_len) a steady run can hold).
+    // Called implicitly by the first step of a larger shape; the step loop itself never allocates.
+    void reserve(int batch, int tgt_len, int mem_len, int aged_bands = 0) {
         const int threads = dev_.parallelism();
-        const bool aged = max_mem_offset > 0;
-        if (batch <= plan_.batch && tgt_len <= plan_.tgt_len && mem_len <= plan_.mem_len && aged <= plan_.aged &&
+        if (aged_bands > 0 && tgt_len > 0)
+            aged_bands = std::min(kMaxMemoryBands, std::max(aged_bands, (mem_len + tgt_len - 1) / tgt_len));
+        if (batch <= plan_.batch && tgt_len <= plan_.tgt_len && mem_len <= plan_.mem_len && aged_bands <= plan_.aged_bands &&
             threads <= plan_.threads)
             return;
         plan_ = Plan{std::max(batch, plan_.batch), std::max(tgt_len, plan_.tgt_len), std::max(mem_len, plan_.mem_len),
-                     aged || plan_.aged, std::max(threads, plan_.threads)};
+                     std::max(aged_bands, plan_.aged_bands), std::max(threads, plan_.threads)};
         Arena counter;
         bind(counter);
         workspace_.resize(counter.used());
@@ -152,10 +154,13 @@ public:
     SegmentContext forward(std::span<const std::int32_t> x, MemoryType& mem, const StepOptions& opt) {
         const int Q = check_segment(x, mem, opt);
         const int B = mem.batch(), D = S.d_model, N = B * Q;
-        int max_offset = 0;
+        int aged_bands = 0;   // bands of the aged memories this step attends to
         for (int l = 0; l < S.n_layer; ++l)
-            if (!skipped(opt, l)) max_offset = std::max(max_offset, geometry(mem, l, Q, opt).mem_offset);
-        reserve(B, Q, mem.mem_len(), max_offset);
+            if (!skipped(opt, l)) {
+                const RelAttentionGeometry g = geometry(mem, l, Q, opt);
+                if (g.n_bands > 0 && g.bands[0].offset > 0) aged_bands = std::max(aged_bands, g.n_bands);
+            }
+        reserve(B, Q, mem.mem_len(), aged_bands);
         const auto st = dev_.storage();
         st.upload(tokens_, x.data(), x.size());
         for (int l = 0; l < S.n_layer; ++l)
@@ -183,7 +188,7 @@ public:
                 if (opt.reach) opt.reach->add(l, saved_[li].attn, B, S.n_head, dims_[li].geo);
         }
         for (int l = 0; l < S.n_layer; ++l) {
-            if (skipped(opt, l)) mem.set_age(l, mem.age(l) + 1);   // retained: one segment older
+            if (skipped(opt, l)) mem.retain(l);   // retained: one segment older
             else if (mem.mem_len() > 0) mem.write(l, saved_[static_cast<std::size_t>(l)].c, mem.rows(l) + Q);
         }
 
@@ -281,12 +286,13 @@ private:
 
     struct Plan {
         int batch = 0, tgt_len = 0, mem_len = 0;
-        bool aged = false;   // retained memory possible: the position table gets its second band
+        int aged_bands = 0;   // > 0: retained memory in up to this many bands (position table rows)
         int threads = 0;
     };
     // What the position table R_ holds now (rebuilt when a layer needs other rows).
     struct TableKey {
-        int rows = -1, shift = 0, clamp = 0, q_len = 0;
+        int rows = -1, clamp = 0, q_len = 0, n_bands = 0;
+        int shifts[kMaxMemoryBands] = {}, first_rows[kMaxMemoryBands] = {};
         bool operator==(const TableKey&) const = default;
     };
 
@@ -296,17 +302,24 @@ private:
         dev_.storage().download(host.data(), src, host.size());
     }
 
-    // Geometry of layer l for this segment.
+    // Geometry of layer l for this segment: its memory's rows in bands of equal age, each band
+    // (age - 1) * Q further back.
     RelAttentionGeometry geometry(const MemoryType& mem, int l, int q_len, const StepOptions& opt) const {
         RelAttentionGeometry g;
         g.q_len = q_len;
         g.mem_rows = mem.rows(l);
-        require(rel_memory_age_fits(mem.age(l), q_len, g.mem_rows), "memory of layer ", l, " has age ", mem.age(l),
-                ": with ", q_len, " queries its positions would leave the range of relative distances");
-        g.mem_offset = (mem.age(l) - 1) * q_len;
         g.clamp_len = opt.clamp_len;
         g.same_length = opt.same_length;
         g.same_length_shift = same_length_shift(q_len, g.mem_rows + q_len, mem.mem_len());
+        int ends[kMaxMemoryBands], offsets[kMaxMemoryBands];
+        const int n_bands = mem.age_bands(l, ends, offsets, kMaxMemoryBands);
+        require(n_bands >= 0, "memory of layer ", l, " holds rows of more than ", kMaxMemoryBands,
+                " different ages: keep mem_len within ", kMaxMemoryBands, " segments");
+        if (n_bands > 0)
+            require(rel_memory_age_fits(offsets[0], q_len, g.mem_rows), "memory of layer ", l, " has rows of age ", offsets[0],
+                    ": with ", q_len, " queries their positions would leave the range of relative distances");
+        for (int b = 0; b < n_bands; ++b) offsets[b] = (offsets[b] - 1) * q_len;
+        require(rel_set_memory_bands(g, n_bands, ends, offsets), "memory of layer ", l, ": inconsistent row ages");
         return g;
     }
     nn::LayerDims layer_dims(const MemoryType& mem, int l, int B, int Q, const StepOptions& opt) const {
@@ -318,16 +331,19 @@ private:
     void bind(Arena& arena) {
         const int B = plan_.batch, Q = plan_.tgt_len, Kc = plan_.mem_len + Q, N = B * Q;
         const int D = S.d_model, HD = S.d_attn();
-        RelAttentionGeometry cap;   // the most rows any geometry of this plan reads
+        RelAttentionGeometry cap;   // the shape of the plan (its bands matter only through NDc)
         cap.q_len = Q;
         cap.mem_rows = plan_.mem_len;
-        cap.mem_offset = plan_.aged ? Q : 0;   // every age needs the same M + 2Q - 1 rows
-        const int NDc = rel_distance_count(cap);
+        rel_set_memory_offset(cap, 0);
+        // the most table rows any geometry of this plan reads: M + Q, or with retained memory
+        // Q - 1 more per band, whatever the ages
+        const int NDc = plan_.aged_bands > 0 ? rel_distance_count_bound(Q, plan_.mem_len, plan_.aged_bands)
+                                             : rel_distance_count(cap);
         const nn::LayerDims cap_dims{B, Q, D, S.n_head, S.d_head, S.d_inner, S.pre_lnorm, cap, NDc};
         // Retained memory widens the table by Q - 1 rows; r = R Wr^T is then recomputed in the
         // backward into one shared buffer instead of kept per layer, so that a Skip-Retain step
         // uses less memory than a vanilla one (one (ND x D)(D x HD) product per layer, ~1%).
-        recompute_r_ = plan_.aged;
+        recompute_r_ = plan_.aged_bands > 0;
         Act* shared_r = recompute_r_ ? arena.take<Act>(static_cast<std::size_t>(NDc) * HD) : nullptr;
         const std::size_t attn_saved = DeviceType::attention_saved_count(B, S.n_head, Q, Kc);
         saved_.resize(static_cast<std::size_t>(S.n_layer));
@@ -433,7 +449,11 @@ private:
     // R_ = the position rows of this layer's geometry, unless it holds them already (layers
     // without retained memory share one table per step).
     void build_position_table(const nn::LayerDims& dims, float p_drop, const StepOptions& opt) {
-        const TableKey key{dims.n_dist, rel_mem_row_shift(dims.geo), dims.geo.clamp_len, dims.geo.q_len};
+        TableKey key{dims.n_dist, dims.geo.clamp_len, dims.geo.q_len, dims.geo.n_bands};
+        for (int b = 0; b < dims.geo.n_bands; ++b) {
+            key.shifts[b] = dims.geo.bands[b].shift;
+            key.first_rows[b] = dims.geo.bands[b].first_row;
+        }
         if (key == built_table_ && p_drop == built_dropout_ && opt.step == built_step_) return;
         dev_.position_table(R_, dims.geo, dims.n_dist, S.d_model, p_drop, stream(RandomPurpose::dropout_position, opt));
         built_table_ = key;

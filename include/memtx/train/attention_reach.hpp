@@ -1,8 +1,8 @@
 #pragma once
 // How far back each layer's attention reaches: the attention mass of every query spread over
-// the true token distance of each key (M + i - j, plus (age - 1) * Q for retained memory; not
-// clamped), summed over an evaluation run. Per layer it reports the mean attended distance and
-// the distance below which 90% of the mass lies — a direct check of whether Skip-Retain makes
+// the true token distance of each key (M + i - j, plus (age - 1) * Q for retained memory rows of
+// age `age`; not clamped), summed over an evaluation run. Per layer it reports the mean attended
+// distance and the distance below which 90% of the mass lies — a direct check of whether Skip-Retain makes
 // layers use older context.
 #include <cstdint>
 #include <vector>
@@ -26,13 +26,13 @@ public:
     void add(int layer, const T* probs, int batch, int n_head, const RelAttentionGeometry& g) {
         auto& h = hist_.at(static_cast<std::size_t>(layer));
         const int Q = g.q_len, K = g.k_len(), M = g.mem_rows;
-        const std::size_t need = static_cast<std::size_t>(M + Q + g.mem_offset);
+        const std::size_t need = static_cast<std::size_t>(M + Q + (g.n_bands > 0 ? g.bands[0].offset : 0));
         if (h.size() < need) h.resize(need, 0.0);   // diagnostics only: grows with the reach
         for (int bh = 0; bh < batch * n_head; ++bh)
             for (int i = 0; i < Q; ++i) {
                 const T* row = probs + (static_cast<std::size_t>(bh) * Q + i) * K;
                 for (int j = 0; j < K; ++j) {
-                    const int d = M + i - j + (j < M ? g.mem_offset : 0);
+                    const int d = rel_true_distance(g, i, j);
                     if (d >= 0) h[static_cast<std::size_t>(d)] += static_cast<double>(row[j]);
                 }
             }

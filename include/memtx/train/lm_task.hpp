@@ -39,8 +39,8 @@ public:
           evaluator_(model, c.eval), x_(static_cast<std::size_t>(c.batch) * c.tgt_len), y_(x_.size()) {
         const int chunk = c.batch / c.batch_chunk;
         for (int k = 0; k < c.batch_chunk; ++k) memories_.push_back(model.make_memory(chunk, c.mem_len));
-        // Skip-Retain: plan for retained memory (any age needs the same M + 2Q - 1 position rows)
-        model_.reserve(chunk, c.tgt_len, c.mem_len, c.methods.skip_retain ? c.tgt_len : 0);
+        // Skip-Retain: plan for retained memory (rows of any age, in as many bands as mem_len holds)
+        model_.reserve(chunk, c.tgt_len, c.mem_len, c.methods.skip_retain ? 1 : 0);
         // the validation and test splits must fit the evaluation shape before training starts
         SegmentIterator(corpus.valid, c.eval.batch, c.eval.tgt_len, "validation");
         SegmentIterator(corpus.test, c.eval.batch, c.eval.tgt_len, "test");
@@ -101,12 +101,13 @@ public:
         w.set_metadata("memtx.mem_len", std::to_string(config_.mem_len));
         constexpr io::DType native = std::is_same_v<T, double> ? io::DType::F64 : io::DType::F32;
         const auto L = static_cast<std::int64_t>(Model::shape.n_layer), D = static_cast<std::int64_t>(Model::shape.d_model);
-        std::vector<std::int32_t> rows, ages;
+        std::vector<std::int32_t> rows, ages, row_ages;
         for (std::size_t c = 0; c < memories_.size(); ++c) {
             const Memory<T> m = memories_[c].template to_host<T>();
             for (int l = 0; l < m.n_layer(); ++l) {
                 rows.push_back(m.rows(l));
                 ages.push_back(m.age(l));
+                for (int r = 0; r < m.mem_len(); ++r) row_ages.push_back(r < m.rows(l) ? m.row_age(l, r) : 0);
                 std::vector<T> data;
                 for (int b = 0; b < m.batch(); ++b)
                     data.insert(data.end(), m.data(l, b), m.data(l, b) + static_cast<std::size_t>(m.rows(l)) * D);
@@ -116,6 +117,7 @@ public:
         const auto chunks = static_cast<std::int64_t>(memories_.size());
         w.add<std::int32_t>("memory.rows", rows, {chunks, L}, io::DType::I32);
         w.add<std::int32_t>("memory.ages", ages, {chunks, L}, io::DType::I32);
+        w.add<std::int32_t>("memory.row_ages", row_ages, {chunks, L, config_.mem_len}, io::DType::I32);
     }
 
     // Validates a checkpoint's part (vocabulary, memory length, data position, memories) and
@@ -137,6 +139,13 @@ public:
         std::vector<std::int32_t> rows(static_cast<std::size_t>(chunks * L)), ages(rows.size());
         r.read_into<std::int32_t>("memory.rows", std::span<std::int32_t>(rows), std::span<const std::int64_t>(shape2));
         r.read_into<std::int32_t>("memory.ages", std::span<std::int32_t>(ages), std::span<const std::int64_t>(shape2));
+        // per-row ages; checkpoints written before them hold one age per layer, which every row gets
+        const bool per_row = r.contains("memory.row_ages");
+        std::vector<std::int32_t> row_ages(per_row ? rows.size() * static_cast<std::size_t>(config_.mem_len) : 0);
+        if (per_row) {
+            const std::int64_t shape3[3] = {chunks, L, config_.mem_len};
+            r.read_into<std::int32_t>("memory.row_ages", std::span<std::int32_t>(row_ages), std::span<const std::int64_t>(shape3));
+        }
         auto staged = std::make_shared<std::vector<Memory<T>>>();
         for (const auto& m : memories_) staged->push_back(m.template to_host<T>());
         for (std::int64_t c = 0; c < chunks; ++c) {
@@ -155,6 +164,7 @@ public:
                                std::span<const std::int64_t>(shape3));
                 m.set_rows(l, rws);
                 m.set_age(l, age);
+                if (per_row) stage_row_ages(m, l, row_ages.data() + static_cast<std::size_t>(c * L + l) * config_.mem_len, where);
                 for (int b = 0; b < m.batch(); ++b)
                     std::copy_n(data.data() + static_cast<std::size_t>(b) * rws * D, static_cast<std::size_t>(rws) * D, m.data(l, b));
             }
@@ -165,6 +175,28 @@ public:
     }
 
 private:
+    // Row ages of layer l (its rows already set): from 1 up, never younger than a newer row,
+    // the newest of the layer's own age, in at most kMaxMemoryBands bands.
+    void stage_row_ages(Memory<T>& m, int l, const std::int32_t* ages, const std::string& where) const {
+        const int rws = m.rows(l);
+        int bands = 0;
+        for (int r = 0; r < rws; ++r) {
+            const int a = ages[r];
+            require(a >= 1, where, ": memory row ", r, " of layer ", l, " has age ", a, ", not positive");
+            require(r == 0 || a <= ages[r - 1], where, ": memory row ", r, " of layer ", l, " (age ", a,
+                    ") is older than the row before it (age ", ages[r - 1], ")");
+            if (r == 0 || a != ages[r - 1]) ++bands;
+            m.set_row_age(l, r, a);
+        }
+        if (rws == 0) return;
+        require(ages[rws - 1] == m.age(l), where, ": the newest memory row of layer ", l, " has age ", ages[rws - 1],
+                ", the layer ", m.age(l));
+        require(bands <= kMaxMemoryBands, where, ": memory of layer ", l, " holds rows of ", bands, " different ages, more than ",
+                kMaxMemoryBands);
+        require(rel_memory_age_fits(ages[0], config_.tgt_len, config_.mem_len), where, ": memory age ", ages[0], " of layer ", l,
+                " is beyond any Skip-Retain run's (its relative positions would overflow)");
+    }
+
     Model& model_;
     const Corpus& corpus_;
     TrainerConfig config_;

@@ -9,6 +9,7 @@
 
 #include "memtx/core/config.hpp"
 #include "memtx/core/error.hpp"
+#include "memtx/core/rel_position.hpp"
 #include "memtx/stochastic/methods.hpp"
 #include "memtx/train/evaluate.hpp"
 #include "memtx/train/schedule.hpp"
@@ -72,6 +73,10 @@ inline void validate(const TrainerConfig& c) {
                         w, "methods.phase2_from", "= best needs a validation in phase 1, but eval_interval (", c.eval_interval,
                         ") is longer than phase1_steps (", c.methods.phase1_steps, ")");
     }
+    // retained rows keep their age per write, so a memory holds up to ceil(mem_len / tgt_len) bands
+    require_setting(!c.methods.skip_retain || c.mem_len <= static_cast<long long>(kMaxMemoryBands) * c.tgt_len, w, "mem_len",
+                    "with Skip-Retain must be at most ", kMaxMemoryBands, " x tgt_len (rows of ", kMaxMemoryBands,
+                    " different ages at most), got ", c.mem_len, " with tgt_len ", c.tgt_len);
     validate(c.methods, "TrainerConfig.methods");
     validate(c.eval, "TrainerConfig.eval");
     validate(c.schedule, "TrainerConfig.schedule");

@@ -9,7 +9,8 @@
 // is deterministic, bit for bit):
 //   delta      one warp per query row
 //   dq         block per (query tile, head, batch row); also du/dvb partials and, with
-//              clamp_len, the per-row sum of dS over keys at the clamped distance
+//              clamp_len, per key run (memory band or segment) the per-row sum of dS over the
+//              run's keys at the clamped distance (they all read the run's one clamped row)
 //   dk/dv      block per (key tile, source head, batch row), looping over the heads that read it
 //   dr         block per (distance tile, head, batch row): walks diagonals j = base + i - d
 // then two fixed-order reductions (dr over batch rows and heads, du/dvb over tiles).
@@ -125,19 +126,21 @@ __global__ void __launch_bounds__(RelAttentionTile<Dh>::kThreads)
     const T* r_s = f.r + s * Dh;
     const std::int64_t b_global = f.batch_offset + b;
 
-    float lse[RQ], delta[RQ], far_mem[RQ], far_seg[RQ], gk[RQ][RD], gr[RQ][RD];
+    float lse[RQ], delta[RQ], gk[RQ][RD], gr[RQ][RD];
 #pragma unroll
     for (int a = 0; a < RQ; ++a) {
         const int i = i0 + ty + 16 * a;
         lse[a] = i < Q ? f.lse[bh * Q + i] : 0.0f;
         delta[a] = i < Q ? p.workspace[ws.delta + bh * Q + i] : 0.0f;
-        far_mem[a] = far_seg[a] = 0.0f;
 #pragma unroll
         for (int c = 0; c < RD; ++c) gk[a][c] = gr[a][c] = 0.0f;
     }
 
-    for (int run = 0; run < 2; ++run) {
+    for (int run = 0; run < key_run_count(g); ++run) {
         const KeyRun kr = key_run(g, run, i0, i0 + rows - 1);
+        float far[RQ];   // this run's dS at the clamped distance, per row (this thread's keys)
+#pragma unroll
+        for (int a = 0; a < RQ; ++a) far[a] = 0.0f;
         for (int j0 = kr.begin; j0 < kr.end; j0 += BK) {
             const int j1 = min(j0 + BK, kr.end);
             __syncthreads();
@@ -159,10 +162,7 @@ __global__ void __launch_bounds__(RelAttentionTile<Dh>::kThreads)
                     if (valid) {
                         const float z = dropatt_factor(f.dropatt_stream, f.dropatt, b_global, H, h, Q, i, K, j);
                         ds = score_grad(sc[a][c], dp[a][c], lse[a], delta[a], f.scale, z, pz);
-                        if (g.clamp_len > 0 && kr.base + i - j >= g.clamp_len) {   // the run's clamped row
-                            if (run == 0) far_mem[a] += ds;
-                            else far_seg[a] += ds;
-                        }
+                        if (g.clamp_len > 0 && kr.base + i - j >= g.clamp_len) far[a] += ds;   // the run's clamped row
                     }
                     dst[(ty + 16 * a) * LP + tx + 16 * c] = ds;
                 }
@@ -186,20 +186,23 @@ __global__ void __launch_bounds__(RelAttentionTile<Dh>::kThreads)
                 }
             }
         }
+        if (g.clamp_len > 0) {   // every run's row is written (zeros without keys): the dR kernel reads them all
+#pragma unroll
+            for (int a = 0; a < RQ; ++a) {
+                const int i = i0 + ty + 16 * a;
+                const float sum = row_sum16(far[a]);
+                if (tx == 0 && i < Q) p.workspace[ws.dbd_far + far_index(run, f.batch, H, bh, Q, i)] = sum;
+            }
+        }
     }
 
 #pragma unroll
     for (int a = 0; a < RQ; ++a) {
         const int i = i0 + ty + 16 * a;
-        const float far_m = row_sum16(far_mem[a]), far_s = row_sum16(far_seg[a]);
         if (i >= Q) continue;
         T* dq = p.dq + (static_cast<std::int64_t>(b) * Q + i) * p.ld_dq + h * Dh;
 #pragma unroll
         for (int c = 0; c < RD; ++c) dq[tx + 16 * c] = from_float<T>(gk[a][c] + gr[a][c]);
-        if (tx == 0 && g.clamp_len > 0) {
-            p.workspace[ws.dbd_far + bh * Q + i] = far_m;
-            p.workspace[ws.dbd_far + (static_cast<std::int64_t>(f.batch) * H + bh) * Q + i] = far_s;
-        }
     }
 
     // du / dvb partials of this tile: column sums of gk and gr over its rows (rows past Q are 0).
@@ -347,9 +350,10 @@ constexpr std::size_t rel_attention_dr_smem_bytes() {
 }
 
 // dR by table row: pair (i, row) of a (query tile, row tile) reads key j = base - shift + i - row
-// of each run (its distance is row + shift), so keys and values come in as a band, and the
-// position keys as a plain tile. Each run's clamped row (clamp_len - shift) gathers every key of
-// the run at or past clamp_len: sum_i far_i (q+vb)_i, with far from the dq kernel.
+// of each key run (memory band or segment; its distance is row + shift), so keys and values come
+// in as a band, and the position keys as a plain tile. Each run's clamped row (clamp_len - shift)
+// gathers every key of the run at or past clamp_len: sum_i far_i (q+vb)_i, with far from the dq
+// kernel.
 template <int Dh, class T>
 __global__ void __launch_bounds__(RelAttentionTile<Dh>::kThreads)
     rel_attention_dr_kernel(const RelAttentionBackwardParams<T> p) {
@@ -386,10 +390,9 @@ __global__ void __launch_bounds__(RelAttentionTile<Dh>::kThreads)
 #pragma unroll
         for (int c = 0; c < RD; ++c) gr[a][c] = 0.0f;
 
-    const int mem_shift = rel_mem_row_shift(g);
     for (int i0 = 0; i0 < Q; i0 += BQ) {
         const int rows = min(BQ, Q - i0);
-        for (int run = 0; run < 2; ++run) {
+        for (int run = 0; run < key_run_count(g); ++run) {
             const DistanceRun dist_run = distance_run(g, run, f.n_dist);
             const int lo = dist_run.lo, hi = dist_run.hi, base = dist_run.base, d_limit = dist_run.d_limit;
             const int jb0 = dist_run.band_key(i0, d0, BK);   // key of band row 0
@@ -467,14 +470,14 @@ __global__ void __launch_bounds__(RelAttentionTile<Dh>::kThreads)
         }
     }
 
-    for (int run = 0; run < 2 && g.clamp_len > 0; ++run) {
-        const int far_row = g.clamp_len - (run == 0 ? mem_shift : 0);
-        if (far_row < d0 || far_row >= d0 + BK) continue;
-        const float* far = p.workspace + ws.dbd_far + (run * static_cast<std::int64_t>(f.batch) * H + bh) * Q;
+    for (int run = 0; run < key_run_count(g) && g.clamp_len > 0; ++run) {
+        const int row = far_row(g, run);
+        if (row < d0 || row >= d0 + BK) continue;
+        const float* far = p.workspace + ws.dbd_far + far_index(run, f.batch, H, bh, Q, 0);   // (Q)
         const T* u_vb = f.r_r_bias + h * Dh;
 #pragma unroll
         for (int a = 0; a < RK; ++a) {
-            if (d0 + ty + 16 * a != far_row) continue;
+            if (d0 + ty + 16 * a != row) continue;
             for (int i = 0; i < Q; ++i) {
                 const float w = far[i];
                 const T* q = f.q + (static_cast<std::int64_t>(b) * Q + i) * f.ld_q + h * Dh;

@@ -51,7 +51,7 @@ __global__ void __launch_bounds__(RelAttentionTile<Dh>::kThreads)
         for (int c = 0; c < RD; ++c) o[a][c] = 0.0f;
     }
 
-    for (int run = 0; run < 2; ++run) {
+    for (int run = 0; run < key_run_count(g); ++run) {
         const KeyRun kr = key_run(g, run, i0, i0 + rows - 1);
         for (int j0 = kr.begin; j0 < kr.end; j0 += BK) {
             const int j1 = min(j0 + BK, kr.end);

@@ -160,7 +160,7 @@ __global__ void __launch_bounds__(RelAttentionMmaTile<Dh>::kThreads, 1)
     const bf16* v_s = f.v + static_cast<std::int64_t>(b) * K * f.ld_kv + s * Dh;
     const bf16* r_s = f.r + s * Dh;
 
-    float lse[2], delta[2], far_mem[2] = {0.0f, 0.0f}, far_seg[2] = {0.0f, 0.0f};
+    float lse[2], delta[2];
 #pragma unroll
     for (int y = 0; y < 2; ++y) {
         const int i = i0 + wr0 + mma::acc_row(lane, y);
@@ -177,8 +177,9 @@ __global__ void __launch_bounds__(RelAttentionMmaTile<Dh>::kThreads, 1)
     for (int n = 0; n < NB; ++n) bias_acc[n] = 0.0f;
     const int ia = i0 + wr0, ib = min(i0 + wr0 + 15, Q - 1);
 
-    for (int run = 0; run < 2; ++run) {
+    for (int run = 0; run < key_run_count(g); ++run) {
         const KeyRun kr = key_run(g, run, i0, i0 + rows - 1);
+        float far[2] = {0.0f, 0.0f};   // this run's dS at the clamped distance, rows g and g + 8
         for (int j0 = kr.begin; j0 < kr.end; j0 += BK) {
             const int j1 = min(j0 + BK, kr.end);
             const TileRow key_rows{j0, j1 - j0};
@@ -216,10 +217,7 @@ __global__ void __launch_bounds__(RelAttentionMmaTile<Dh>::kThreads, 1)
                         if (i < Q && j < j1 && !rel_masked(g, i, j)) {
                             const float z = dropatt_factor(f.dropatt_stream, f.dropatt, b_global, H, h, Q, i, K, j);
                             ds = score_grad(sc[nk].x[x], dp[nk].x[x], lse[x / 2], delta[x / 2], f.scale, z, pz);
-                            if (g.clamp_len > 0 && kr.base + i - j >= g.clamp_len) {   // the run's clamped row
-                                if (run == 0) far_mem[x / 2] += ds;
-                                else far_seg[x / 2] += ds;
-                            }
+                            if (g.clamp_len > 0 && kr.base + i - j >= g.clamp_len) far[x / 2] += ds;   // the run's clamped row
                         }
                         sc[nk].x[x] = ds;
                         scratch[r * LDW + r - c + BK - 1] = ds;
@@ -287,15 +285,20 @@ __global__ void __launch_bounds__(RelAttentionMmaTile<Dh>::kThreads, 1)
                 }
             }
         }
+        if (g.clamp_len > 0) {   // every run's row is written (zeros without keys): the dR kernel reads them all
+#pragma unroll
+            for (int y = 0; y < 2; ++y) {   // the 4 lanes of a quad share a row
+                float sum = far[y];
+                sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+                sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+                const int i = i0 + wr0 + mma::acc_row(lane, y);
+                if (mma::frag_quad(lane) == 0 && i < Q) p.workspace[ws.dbd_far + far_index(run, f.batch, H, bh, Q, i)] = sum;
+            }
+        }
     }
 
 #pragma unroll
     for (int y = 0; y < 2; ++y) {
-        float fm = far_mem[y], fs = far_seg[y];
-        fm += __shfl_xor_sync(0xffffffffu, fm, 1);
-        fm += __shfl_xor_sync(0xffffffffu, fm, 2);
-        fs += __shfl_xor_sync(0xffffffffu, fs, 1);
-        fs += __shfl_xor_sync(0xffffffffu, fs, 2);
         const int i = i0 + wr0 + mma::acc_row(lane, y);
         if (i >= Q) continue;
         bf16* dq = p.dq + (static_cast<std::int64_t>(b) * Q + i) * p.ld_dq + h * Dh;
@@ -303,10 +306,6 @@ __global__ void __launch_bounds__(RelAttentionMmaTile<Dh>::kThreads, 1)
         for (int nd = 0; nd < ND; ++nd)
 #pragma unroll
             for (int e = 0; e < 2; ++e) dq[8 * nd + mma::acc_col(lane, e)] = from_float<bf16>(acc[nd].x[2 * y + e]);
-        if (mma::frag_quad(lane) == 0 && g.clamp_len > 0) {
-            p.workspace[ws.dbd_far + bh * Q + i] = fm;
-            p.workspace[ws.dbd_far + (static_cast<std::int64_t>(f.batch) * H + bh) * Q + i] = fs;
-        }
     }
 #pragma unroll
     for (int n = 0; n < NB; ++n) {
@@ -548,7 +547,8 @@ MEMTX_HD Grid3 rel_attention_mma_distance_grid(int n_dist, int n_head, int batch
 //   S(16 x BK) = vb.r_d + q_w R_d^T + Wac[r, r - c + BK - 1]          dP~ = Wdp[r, r - c + BK - 1]
 // then, with dS^T through shared memory, warp w owns distances 16w.. :
 //   dr_w += bf16(dS)^T q + colsum(dS) vb^T                            (MMA + fp32 rank 1)
-// Each run's clamped row also gathers sum_i far_i (q + vb)_i, far from the dq kernel.
+// Each key run's (memory band's or segment's) clamped row also gathers sum_i far_i (q + vb)_i, far
+// from the dq kernel.
 template <int Dh>
 __global__ void __launch_bounds__(RelAttentionMmaTile<Dh>::kThreads, 1)
     rel_attention_mma_dr_kernel(const RelAttentionBackwardParams<bf16> p) {
@@ -594,10 +594,9 @@ __global__ void __launch_bounds__(RelAttentionMmaTile<Dh>::kThreads, 1)
 #pragma unroll
         for (int x = 0; x < 4; ++x) gr[nd].x[x] = 0.0f;
 
-    const int mem_shift = rel_mem_row_shift(g);
     for (int i0 = 0; i0 < Q; i0 += BQ) {
         const int rows = min(BQ, Q - i0);
-        for (int run = 0; run < 2; ++run) {
+        for (int run = 0; run < key_run_count(g); ++run) {
             const DistanceRun dist_run = distance_run(g, run, f.n_dist);
             const int lo = dist_run.lo, hi = dist_run.hi, base = dist_run.base, d_limit = dist_run.d_limit;
             const int jb0 = dist_run.band_key(i0, d0, BK);   // key of band row 0
@@ -730,13 +729,13 @@ __global__ void __launch_bounds__(RelAttentionMmaTile<Dh>::kThreads, 1)
         }
     }
 
-    for (int run = 0; run < 2 && g.clamp_len > 0; ++run) {
-        const int far_row = g.clamp_len - (run == 0 ? mem_shift : 0);
-        if (far_row < d0 || far_row >= d0 + BK) continue;
-        const float* far = p.workspace + ws.dbd_far + (run * static_cast<std::int64_t>(f.batch) * H + bh) * Q;
+    for (int run = 0; run < key_run_count(g) && g.clamp_len > 0; ++run) {
+        const int row = far_row(g, run);
+        if (row < d0 || row >= d0 + BK) continue;
+        const float* far = p.workspace + ws.dbd_far + far_index(run, f.batch, H, bh, Q, 0);   // (Q)
 #pragma unroll
         for (int y = 0; y < 2; ++y) {
-            if (d0 + wr0 + mma::acc_row(lane, y) != far_row) continue;
+            if (d0 + wr0 + mma::acc_row(lane, y) != row) continue;
             for (int i = 0; i < Q; ++i) {
                 const float w = far[i];
                 const bf16* q = f.q + (static_cast<std::int64_t>(b) * Q + i) * f.ld_q + h * Dh;

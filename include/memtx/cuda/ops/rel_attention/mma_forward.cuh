@@ -92,7 +92,7 @@ __global__ void __launch_bounds__(RelAttentionMmaTile<Dh>::kThreads, 1)
     // the bf16 O and one term is as good
     const int p_terms = p.out_fp32 ? Tile::kPTerms : 1;
 
-    for (int run = 0; run < 2; ++run) {
+    for (int run = 0; run < key_run_count(g); ++run) {
         const KeyRun kr = key_run(g, run, i0, i0 + rows - 1);
         for (int j0 = kr.begin; j0 < kr.end; j0 += BK) {
             const int j1 = min(j0 + BK, kr.end);

@@ -57,12 +57,15 @@ struct RelAttentionBackwardParams {
 // Per-(b,h) partial sums instead of atomics keep the backward deterministic: the reductions run
 // in a fixed order afterwards.
 struct RelAttentionBackwardWorkspace {
+    // key runs with far sums: every memory band and the segment (tile.cuh's key runs). Sized for
+    // the most bands a geometry holds, so that the workspace does not depend on the memory's ages.
+    static constexpr int kFarRuns = kMaxMemoryBands + 1;
     std::size_t delta, dbd_far, dr_partial, bias_partial, total;
     MEMTX_HD RelAttentionBackwardWorkspace(int batch, int n_head, int q_len, int n_dist, int d_head, int q_tiles) {
         const std::size_t bh = static_cast<std::size_t>(batch) * n_head;
         delta = 0;                                                   // (B,H,Q)   rowsum(dO * O)
-        dbd_far = delta + bh * q_len;                                // (2,B,H,Q) dBD summed over clamped keys, per run
-        dr_partial = dbd_far + 2 * bh * q_len;                       // (B,H,ND,Dh)
+        dbd_far = delta + bh * q_len;                                // (kFarRuns,B,H,Q) dBD summed over clamped keys, per key run
+        dr_partial = dbd_far + kFarRuns * bh * q_len;                // (B,H,ND,Dh)
         bias_partial = dr_partial + bh * n_dist * d_head;            // (B,H,q_tiles,2,Dh)
         total = bias_partial + bh * q_tiles * 2 * d_head;
     }

@@ -6,12 +6,14 @@
 // in one half-warp, so row reductions are 4 shuffles. Tiles live in shared memory as fp32 with
 // rows padded to Dh + 1 floats (odd stride: the rows a warp reads fall in distinct banks).
 //
-// The BD term of a (query tile i0.., key tile j0..) pair reads position rows by the unclamped
-// distance u = base + i - j (base = M + mem_offset for memory keys, M for segment keys). Key
-// tiles never straddle the memory/segment boundary, so u - (base + i0 - j0 - BK + 1) =
+// Keys come in runs of one distance offset: each memory band (rel_position.hpp; oldest first),
+// then the segment. The BD term of a (query tile i0.., key tile j0..) pair reads position rows by
+// the unclamped distance u = base + i - j (base = M + the band's offset for memory keys, M for
+// segment keys). Key tiles never straddle a run boundary, so u - (base + i0 - j0 - BK + 1) =
 // (i - i0) - (j - j0) + BK - 1 indexes a band of BQ + BK - 1 rows; clamp_len and the run's
 // table-row shift are applied when the band is loaded (band row of u holds
 // r[min(u, clamp_len) - shift], rel_position.hpp), so the inner loop stays a diagonal.
+// ("Band" below is this diagonal window of rows; the memory's bands are "runs" here.)
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -109,31 +111,55 @@ __device__ __forceinline__ float dropatt_factor(const RandomStream& rs, float p,
     return rs.keep(e, p) ? 1.0f / (1.0f - p) : 0.0f;
 }
 
-// The keys of one run (memory or segment) that a query tile can see, in key tiles.
+// Key runs: one per memory band (oldest first), then the segment's keys; their distances differ
+// by the bands' offsets, so no tile of keys spans two. Run n_bands is the segment (run 0 without
+// memory).
+MEMTX_HD int key_run_count(const RelAttentionGeometry& g) { return g.n_bands + 1; }
+
+// The keys of one run that a query tile can see, in key tiles.
 struct KeyRun {
     int begin, end;   // keys [begin, end)
     int base;         // unclamped distance of (i, j) is base + i - j
     int shift;        // its table row is min(distance, clamp_len) - shift
 };
-MEMTX_HD KeyRun key_run(const RelAttentionGeometry& g, int run, int i_first, int i_last) {
-    const int first = rel_key_range(g, i_first).first, last = rel_key_range(g, i_last).last;
+// All keys of run `run` (keys [lo, hi), base, shift), before any query's mask.
+MEMTX_HD KeyRun key_run_all(const RelAttentionGeometry& g, int run) {
     const int M = g.mem_rows;
-    if (run == 0) return {first, last + 1 < M ? last + 1 : M, M + g.mem_offset, rel_mem_row_shift(g)};
-    return {first > M ? first : M, last + 1, M, 0};
+    if (run < g.n_bands) return {g.band_begin(run), g.bands[run].end, M + g.bands[run].offset, g.bands[run].shift};
+    return {M, g.k_len(), M, 0};
+}
+// The keys of run `run` visible to some query of rows [i_first, i_last] (empty: begin >= end).
+MEMTX_HD KeyRun key_run(const RelAttentionGeometry& g, int run, int i_first, int i_last) {
+    KeyRun kr = key_run_all(g, run);
+    const int first = rel_key_range(g, i_first).first, last = rel_key_range(g, i_last).last;
+    if (first > kr.begin) kr.begin = first;
+    if (last + 1 < kr.end) kr.end = last + 1;
+    return kr;
 }
 
-// Key tile t of all key tiles: memory keys in tiles first, then segment keys, so no tile
-// straddles the two runs (their distances have different offsets).
-MEMTX_HD KeyRun key_tile(const RelAttentionGeometry& g, int tile, int bk) {
-    const int M = g.mem_rows, mem_tiles = tiles_of(M, bk);
-    if (tile < mem_tiles) {
-        const int j0 = tile * bk;
-        return {j0, j0 + bk < M ? j0 + bk : M, M + g.mem_offset, rel_mem_row_shift(g)};
+// Key tile t of all key tiles: each run's keys in tiles of bk, run after run, so no tile
+// straddles two runs (their distances have different offsets).
+MEMTX_HD int key_tile_count(const RelAttentionGeometry& g, int bk) {
+    int n = 0;
+    for (int run = 0; run < key_run_count(g); ++run) {
+        const KeyRun kr = key_run_all(g, run);
+        n += tiles_of(kr.end - kr.begin, bk);
     }
-    const int j0 = M + (tile - mem_tiles) * bk, K = g.k_len();
-    return {j0, j0 + bk < K ? j0 + bk : K, M, 0};
+    return n;
 }
-MEMTX_HD int key_tile_count(const RelAttentionGeometry& g, int bk) { return tiles_of(g.mem_rows, bk) + tiles_of(g.q_len, bk); }
+MEMTX_HD KeyRun key_tile(const RelAttentionGeometry& g, int tile, int bk) {
+    for (int run = 0; run < key_run_count(g); ++run) {
+        KeyRun kr = key_run_all(g, run);
+        const int n = tiles_of(kr.end - kr.begin, bk);
+        if (tile < n) {
+            kr.begin += tile * bk;
+            if (kr.begin + bk < kr.end) kr.end = kr.begin + bk;
+            return kr;
+        }
+        tile -= n;
+    }
+    return {0, 0, 0, 0};   // past the last tile (the grid has none)
+}
 
 // No (query, key) pair of query rows [i0, i_last] and keys [j0, j1) is visible: every pair is
 // causally masked or out of same_length's reach (the dk/dv kernels skip such query tiles).
@@ -141,9 +167,10 @@ MEMTX_HD bool query_tile_unseen(const RelAttentionGeometry& g, int i0, int i_las
     return (g.causal && j0 > g.mem_rows + i_last) || (g.same_length && j1 - 1 <= i0 - g.same_length_shift);
 }
 
-// Run `run` of the dR kernels' walk: memory keys [0, M) (their rows shifted into the retained
-// band) or segment keys [M, K). Key j meets table row d of query i where j = base + i - d; rows at
-// or past d_limit are the run's clamped row (or past the table) and come from the far sums.
+// Run `run` of the dR kernels' walk: the keys of one key run (a memory band, rows shifted into
+// its own rows of the table, or the segment). Key j meets table row d of query i where
+// j = base + i - d; rows at or past d_limit are the run's clamped row (or past the table) and come
+// from the far sums.
 struct DistanceRun {
     int lo, hi, base, d_limit;
     // key of band row 0 for the distance rows d0..d0+bk-1 and the query tile from i0
@@ -152,10 +179,20 @@ struct DistanceRun {
     MEMTX_HD bool misses(int d0, int jb0, int band) const { return d0 >= d_limit || lo >= hi || jb0 + band <= lo || jb0 >= hi; }
 };
 MEMTX_HD DistanceRun distance_run(const RelAttentionGeometry& g, int run, int n_dist) {
-    const int M = g.mem_rows, shift = run == 0 ? rel_mem_row_shift(g) : 0;
-    const int d_limit = g.clamp_len > 0 ? g.clamp_len - shift : n_dist;
-    if (run == 0) return {0, M, M + g.mem_offset - shift, d_limit};
-    return {M, g.k_len(), M, d_limit};
+    const KeyRun kr = key_run_all(g, run);
+    const int d_limit = g.clamp_len > 0 ? g.clamp_len - kr.shift : n_dist;
+    return {kr.begin, kr.end, kr.base - kr.shift, d_limit};
+}
+
+// The table row where run `run`'s keys at or past clamp_len land (clamp_len > 0): the dR kernels
+// add the dq kernel's far sums of that run there.
+MEMTX_HD int far_row(const RelAttentionGeometry& g, int run) { return g.clamp_len - key_run_all(g, run).shift; }
+
+// Where the dq kernel leaves, per run, query row i's sum of dS over the run's keys at or past
+// clamp_len: workspace + dbd_far + far_index(...). (Every run of the geometry gets its row
+// written, zeros where it has no such keys.)
+MEMTX_HD std::int64_t far_index(int run, int batch, int n_head, std::int64_t bh, int q_len, int i) {
+    return (static_cast<std::int64_t>(run) * batch * n_head + bh) * q_len + i;
 }
 
 // Launch grids (x, y, z) of the tile kernels, shared by the launchers and the host emulation test.
