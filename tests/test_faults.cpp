@@ -477,7 +477,7 @@ TEST_CASE("a memory age beyond the range of relative distances is an Error at th
     (void)m.forward(x, mem, opt);   // 4 rows of memory in every layer
     REQUIRE(mem.rows(1) == 4);
     mem.set_age(1, 1 << 28);        // (age - 1) * 4 + 4 + 4 = 2^30 + 4
-    CHECK_THROWS_WITH(m.forward(x, mem, opt), Contains("memory of layer 1 has age 268435456"));
+    CHECK_THROWS_WITH(m.forward(x, mem, opt), Contains("memory of layer 1 has rows of age 268435456"));
     mem.set_age(1, (1 << 28) - 1);  // 2^30: the oldest that fits
     CHECK_NOTHROW(m.forward(x, mem, opt));
 }
