@@ -8,6 +8,7 @@
 //   (SIGTERM or Ctrl-C: a checkpoint at the next step, exit 0; --resume continues bit-identically)
 //   train_lm --corpus ptb-char --skip-retain --phase1-steps 3000 --cross-head-beta 0.1   # the paper's recipe
 //   train_lm --corpus enwik8 --preset enwik8_base --backend cuda --precision bf16   # on a GPU (built when nvcc was found)
+//   mpirun -np 4 train_lm --corpus enwik8 --batch 32   # data-parallel on 4 CPU ranks (built when MPI was found)
 #include <CLI/CLI.hpp>
 
 #include <cstdlib>
@@ -17,6 +18,10 @@
 
 #include "sample_corpus.hpp"
 #include "train_lm.hpp"
+
+#ifdef MEMTX_EXAMPLES_MPI
+#include <memtx/comm/mpi.hpp>
+#endif
 
 namespace fs = std::filesystem;
 using memtx_examples::TrainOptions;
@@ -145,9 +150,34 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(0, 1 << 20));
     app.add_option("--prompt", o.sample.prompt, "text the end-of-run sample continues");
     app.add_option("--threads", t.threads, "CPU threads (0: all cores)")->check(CLI::Range(0, 1024));
+    app.add_option("--check-replicas", t.check_replicas_every,
+                   "under mpirun: compare every rank's parameters and Adam moments with rank 0's every this many steps "
+                   "(0: once, at the start)")
+        ->check(CLI::Range(0, 1 << 30));
     CLI11_PARSE(app, argc, argv);
 
+    // Under mpirun (or another MPI launcher): data-parallel, each rank a slice of every batch.
+#ifdef MEMTX_EXAMPLES_MPI
+    std::optional<memtx::MpiSession> mpi_session;
+    std::optional<memtx::MpiCommunicator> mpi;
+#endif
+    std::optional<memtx::AnyCommunicator> comm;
+    int rank = 0, ranks = 1;
     try {
+#ifdef MEMTX_EXAMPLES_MPI
+        if (memtx::MpiSession::launched()) {
+            mpi_session.emplace(&argc, &argv);
+            mpi.emplace();
+            comm.emplace(*mpi);
+            rank = comm->rank();
+            ranks = comm->size();
+            o.comm = &*comm;
+        }
+#else
+        const char* world = std::getenv("OMPI_COMM_WORLD_SIZE");
+        memtx::require(world == nullptr || std::string(world) == "1", "train_lm was started by mpirun with ", world ? world : "",
+                       " ranks, but it was built without MPI (install libopenmpi-dev and rebuild)");
+#endif
         t.schedule.kind = memtx::parse_schedule(schedule);
         t.methods.skip = {memtx::parse_skip_schedule(skip_schedule), skip_p, skip_probs,
                           memtx::parse_skipped_layers(skipped_layers)};
@@ -209,8 +239,9 @@ int main(int argc, char** argv) {
         const fs::path out = out_dir.empty() ? fs::path("runs") / (corpus_name + "-" + o.preset) : fs::path(out_dir);
         t.checkpoint_dir = out / "checkpoints";
         t.metrics_file = out / "metrics.jsonl";
-        if (!t.resume && fs::exists(t.metrics_file)) fs::remove(t.metrics_file);   // a fresh run starts a fresh file
-        std::printf("run folder %s\n", out.string().c_str());
+        // a fresh run starts a fresh file (rank 0 writes it)
+        if (rank == 0 && !t.resume && fs::exists(t.metrics_file)) fs::remove(t.metrics_file);
+        if (rank == 0) std::printf("run folder %s\n", out.string().c_str());
         memtx::require(o.backend == "cuda" || o.precision == "fp32", "--precision ", o.precision,
                        " is for --backend cuda (the CPU trains in fp32)");
         if (o.backend == "cuda") {
@@ -226,7 +257,11 @@ int main(int argc, char** argv) {
         if (o.preset == "six_layer") return memtx_examples::run_six_layer(o, corpus);
         return memtx_examples::run_enwik8_base(o, corpus);
     } catch (const memtx::Error& e) {
-        std::cerr << "error: " << e.what() << "\n";
+        if (ranks > 1) std::cerr << "error on rank " << rank << " of " << ranks << ": " << e.what() << std::endl;
+        else std::cerr << "error: " << e.what() << "\n";
+#ifdef MEMTX_EXAMPLES_MPI
+        if (ranks > 1) mpi_session->abort(2);   // the other ranks stop too, instead of waiting in a collective
+#endif
         return 2;
     }
 }

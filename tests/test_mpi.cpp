@@ -1,6 +1,6 @@
 // The MPI communicator on several ranks (mpiexec -n 2): sums and averages of float and double
-// buffers, a broadcast from each root, a barrier, and bad calls as clear errors. Every rank runs
-// every test case; a failure on any rank fails the run.
+// buffers, a broadcast from each root, an allgather, a barrier, and bad calls as clear errors.
+// Every rank runs every test case; a failure on any rank fails the run.
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
@@ -52,6 +52,19 @@ TEST_CASE("MPI broadcast: the root's bytes reach every rank, from any root", "[m
     CHECK_THROWS_WITH(comm.broadcast(b, comm.size()), Contains("does not exist"));
     CHECK_THROWS_WITH(comm.broadcast(b, -1), Contains("does not exist"));
     comm.barrier();
+}
+
+TEST_CASE("MPI allgather: every rank's bytes on every rank, in rank order", "[mpi]") {
+    memtx::MpiCommunicator comm;
+    const std::size_t n = 37;
+    std::vector<std::byte> mine(n), all(n * static_cast<std::size_t>(comm.size()));
+    for (std::size_t i = 0; i < n; ++i) mine[i] = static_cast<std::byte>((i * 5 + 11 * static_cast<std::size_t>(comm.rank())) & 0xff);
+    comm.allgather(mine, all);
+    for (int r = 0; r < comm.size(); ++r)
+        for (std::size_t i = 0; i < n; ++i)
+            REQUIRE(all[static_cast<std::size_t>(r) * n + i] == static_cast<std::byte>((i * 5 + 11 * static_cast<std::size_t>(r)) & 0xff));
+    std::vector<std::byte> wrong(n);
+    CHECK_THROWS_WITH(comm.allgather(mine, wrong), Contains("from each of"));
 }
 
 TEST_CASE("MPI communicators are separate: each its own duplicate of the world", "[mpi]") {

@@ -1,6 +1,7 @@
 #pragma once
 // memtx: Transformer-XL with Skip-Retain and stochastic cross-head attention, header-only.
 // The one include for the CPU build (the CUDA build adds <memtx/cuda.hpp> in .cu files).
+#include "memtx/comm/any_communicator.hpp"
 #include "memtx/comm/communicator.hpp"
 #include "memtx/comm/single_process.hpp"
 #include "memtx/core/backend.hpp"

@@ -1,9 +1,10 @@
 #pragma once
 // What data-parallel training asks of the processes it runs on: a rank among `size`, sums and
 // averages of float and double buffers in place on every rank (allreduce), a byte buffer copied
-// from one rank to all (broadcast), and a barrier. One implementation per transport, one file
-// each: SingleProcess (comm/single_process.hpp, the default: one rank, nothing to do) and
-// MpiCommunicator (comm/mpi.hpp, OpenMPI on CPUs). memtx has no transport of its own.
+// from one rank to all (broadcast), every rank's bytes to every rank (allgather), and a barrier.
+// One implementation per transport, one file each: SingleProcess (comm/single_process.hpp, the
+// default: one rank, nothing to do) and MpiCommunicator (comm/mpi.hpp, OpenMPI on CPUs). memtx
+// has no transport of its own.
 #include <concepts>
 #include <cstddef>
 #include <span>
@@ -18,12 +19,14 @@ enum class ReduceOp {
 
 template <class C>
 concept Communicator = requires(C& c, const C& cc, std::span<float> f, std::span<double> d, std::span<std::byte> bytes,
-                                ReduceOp op, int root) {
+                                std::span<const std::byte> mine, ReduceOp op, int root) {
     { cc.rank() } -> std::convertible_to<int>;   // 0 .. size() - 1
     { cc.size() } -> std::convertible_to<int>;
     c.allreduce(f, op);   // every rank passes the same number of elements
     c.allreduce(d, op);
     c.broadcast(bytes, root);   // root's bytes to every rank (same size everywhere)
+    // every rank's `mine` (the same size everywhere) into `bytes` (size() times as long), rank order
+    c.allgather(mine, bytes);
     c.barrier();
 };
 

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
 #include <cstddef>
 #include <span>
 #include <string>
@@ -60,6 +61,21 @@ public:
     }
     MpiSession(const MpiSession&) = delete;
     MpiSession& operator=(const MpiSession&) = delete;
+
+    // Ends every rank of the job now (MPI_Abort): what a rank that failed does, so that the
+    // others do not wait for it in a collective. mpirun reports the code and stops the job.
+    [[noreturn]] void abort(int code) {
+        MPI_Abort(MPI_COMM_WORLD, code);
+        std::_Exit(code);   // MPI_Abort does not return; if an MPI library let it, this process still ends
+    }
+
+    // Whether this process was started by an MPI launcher (mpirun/mpiexec of OpenMPI, MPICH or a
+    // PMIx/PMI scheduler such as srun), judged from the environment it sets, without MPI calls.
+    static bool launched() {
+        for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK"})
+            if (std::getenv(v) != nullptr) return true;
+        return false;
+    }
 };
 
 class MpiCommunicator {
@@ -105,6 +121,16 @@ public:
             const int n = static_cast<int>(std::min(detail::kMpiChunk, bytes.size() - at));
             detail::mpi_check(MPI_Bcast(bytes.data() + at, n, MPI_BYTE, root, comm_), "MPI_Bcast");
         }
+    }
+
+    // Rank r's bytes land at all[r * mine.size(), (r + 1) * mine.size()).
+    void allgather(std::span<const std::byte> mine, std::span<std::byte> all) {
+        require(all.size() == mine.size() * static_cast<std::size_t>(size_), "allgather: ", all.size(), " bytes to receive ",
+                mine.size(), " from each of ", size_, " ranks");
+        require(mine.size() <= static_cast<std::size_t>(INT_MAX), "allgather: ", mine.size(),
+                " bytes per rank, more than MPI's int count allows");
+        const int n = static_cast<int>(mine.size());
+        detail::mpi_check(MPI_Allgather(mine.data(), n, MPI_BYTE, all.data(), n, MPI_BYTE, comm_), "MPI_Allgather");
     }
 
     void barrier() { detail::mpi_check(MPI_Barrier(comm_), "MPI_Barrier"); }

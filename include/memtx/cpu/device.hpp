@@ -34,6 +34,7 @@ public:
     using Param = T;
     using StorageType = HostStorage;
     static constexpr bool keeps_attention_probabilities = true;   // attention reach reads them
+    static constexpr bool host_memory = true;   // parameters and gradients are host memory (MPI reads them)
 
     HostStorage storage() const { return {}; }
     int parallelism() const { return omp_get_max_threads(); }

@@ -42,6 +42,7 @@ public:
     using Param = float;
     using StorageType = Platform;
     static constexpr bool keeps_attention_probabilities = false;   // the attention keeps log-sum-exps
+    static constexpr bool host_memory = false;   // parameters and gradients are the GPU's
 
     template <class... Args>
         requires std::constructible_from<Platform, Args...>

@@ -56,6 +56,7 @@ public:
     using MemoryType = Memory<Act, StorageType>;
     static constexpr ModelShape shape = S;
     static constexpr bool measures_reach = DeviceType::keeps_attention_probabilities;
+    static constexpr bool gradients_on_host = DeviceType::host_memory;
 
     // device_args go to the device: none on the CPU, the device index for CUDA (default 0).
     template <class... DeviceArgs>

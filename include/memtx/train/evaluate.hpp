@@ -1,7 +1,9 @@
 #pragma once
 // Evaluation of a whole split: ordered segments with their own tgt_len / mem_len / clamp_len /
 // same_length, memory carried across segments from an empty start, dropout off. The loss is
-// the mean over every predicted token (segments weighted by their length).
+// the mean over every predicted token (segments weighted by their length). In data-parallel
+// training each rank evaluates a contiguous slice of the batch's rows (train/task.hpp RankSlice);
+// the trainer adds up the ranks' sums and token counts.
 #include <cmath>
 #include <cstdint>
 #include <span>
@@ -12,6 +14,7 @@
 #include "memtx/memory/memory.hpp"
 #include "memtx/model/step_options.hpp"
 #include "memtx/train/attention_reach.hpp"
+#include "memtx/train/rank_slice.hpp"
 
 namespace memtx {
 
@@ -27,6 +30,7 @@ struct EvalOptions {
 struct EvalResult {
     double loss = 0;          // nats per token
     std::int64_t tokens = 0;
+    double sum = 0;           // nats over every token
     double bpc() const { return loss / std::log(2.0); }
     double perplexity() const { return std::exp(loss); }
 };
@@ -46,10 +50,12 @@ template <class Model>
 class Evaluator {
 public:
     using T = typename Model::Scalar;
-    Evaluator(Model& model, EvalOptions options)
-        : model_(model), options_(options), mem_((validate(options), model.make_memory(options.batch, options.mem_len))),
+    // slice: this rank's rows of each evaluation batch (all of them on one process).
+    Evaluator(Model& model, EvalOptions options, RankSlice slice = {})
+        : model_(model), options_((validate(options), options)), slice_(checked(slice, options.batch)),
+          rows_(slice_.end(options.batch) - slice_.begin(options.batch)), mem_(model.make_memory(rows_, options.mem_len)),
           x_(static_cast<std::size_t>(options.batch) * options.tgt_len), y_(x_.size()) {
-        model_.reserve(options.batch, options.tgt_len, options.mem_len);
+        model_.reserve(rows_, options.tgt_len, options.mem_len);
     }
 
     // reach: when given, every layer's attention mass by distance is added to it.
@@ -66,19 +72,31 @@ public:
         std::int64_t n = it.n_segments();
         if (options_.max_segments > 0) n = std::min(n, options_.max_segments);
         for (std::int64_t s = 0; s < n; ++s) {
-            const std::size_t len = static_cast<std::size_t>(options_.batch) * it.segment_len(s);
+            const std::size_t seg = static_cast<std::size_t>(it.segment_len(s));
+            const std::size_t len = static_cast<std::size_t>(options_.batch) * seg;
             it.fill(s, std::span(x_).first(len), std::span(y_).first(len));
-            const SegmentLoss l = model_.evaluate(std::span<const std::int32_t>(x_.data(), len),
-                                                  std::span<const std::int32_t>(y_.data(), len), mem_, step);
+            // rows are contiguous: this rank's are one run of rows_ * seg tokens
+            const std::size_t first = static_cast<std::size_t>(slice_.begin(options_.batch)) * seg, mine = static_cast<std::size_t>(rows_) * seg;
+            const SegmentLoss l = model_.evaluate(std::span<const std::int32_t>(x_.data() + first, mine),
+                                                  std::span<const std::int32_t>(y_.data() + first, mine), mem_, step);
             sum += l.sum;
             count += l.tokens;
         }
-        return {count > 0 ? sum / static_cast<double>(count) : 0.0, count};
+        return {count > 0 ? sum / static_cast<double>(count) : 0.0, count, sum};
     }
 
 private:
+    static RankSlice checked(RankSlice s, int batch) {
+        require(s.ranks >= 1 && s.rank >= 0 && s.rank < s.ranks, "evaluation: rank ", s.rank, " of ", s.ranks, " does not exist");
+        require(batch >= s.ranks, "evaluation: the batch of ", batch, " rows cannot give each of ", s.ranks,
+                " ranks a row (eval batch >= the number of ranks)");
+        return s;
+    }
+
     Model& model_;
     EvalOptions options_;
+    RankSlice slice_;
+    int rows_;   // this rank's rows of each batch
     typename Model::MemoryType mem_;
     std::vector<std::int32_t> x_, y_;
 };

@@ -12,11 +12,13 @@
 #include "memtx/io/checkpoint.hpp"
 #include "memtx/io/safetensors.hpp"
 #include "memtx/model/step_options.hpp"
+#include "memtx/train/rank_slice.hpp"
 #include "memtx/train/evaluate.hpp"
 
 namespace memtx {
 
 enum class Split { train, valid, test };
+
 
 template <class T>
 concept TrainingTask = requires(T& t, const T& ct, TrainState& state, const StepOptions& opt, int chunk,

@@ -6,6 +6,14 @@
 // JSON-lines metrics file; resume continues bit-identically, from the newest checkpoint that
 // loads. With checkpoint_on_signal, SIGTERM or SIGINT stops the run at the next step boundary
 // with a checkpoint.
+//
+// Data parallelism: given a Communicator of several ranks (comm/mpi.hpp), every rank runs the
+// same loop on its slice of each batch (the task's RankSlice) with a replica of the model. The
+// gradients are summed across ranks before the clip and Adam, so every rank applies the same
+// update and the replicas stay bit-identical (checked when they start, and every
+// check_replicas_every steps); evaluation sums and token counts are summed too. Rank 0 alone
+// writes the log, the metrics and the checkpoints (with every rank's memories, gathered); a
+// checkpoint rank 0 could not write stops every rank.
 #include <omp.h>
 #include <pthread.h>
 #include <signal.h>
@@ -29,6 +37,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "memtx/comm/communicator.hpp"
+#include "memtx/comm/single_process.hpp"
 #include "memtx/core/error.hpp"
 #include "memtx/core/threads.hpp"
 #include "memtx/data/corpus.hpp"
@@ -149,8 +159,8 @@ private:
 inline const char* stop_signal_name(int sig) { return sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "a signal"; }
 } // namespace detail
 
-template <class Model, class Task = LanguageModelTask<Model>>
-    requires TrainingTask<Task>
+template <class Model, class Task = LanguageModelTask<Model>, class Comm = SingleProcess>
+    requires TrainingTask<Task> && Communicator<Comm>
 class Trainer {
 public:
     using T = typename Model::Scalar;
@@ -159,23 +169,31 @@ public:
     // The task is built from the model, its data (a Corpus for language modelling) and the
     // config; the trainer keeps references to the model and the data, which outlive it.
     template <class Data>
-    Trainer(Model& model, const Data& data, TrainerConfig config)
-        : model_(model), config_(with_threads(resolved(std::move(config)))), task_(model, data, config_),
-          adam_(model, adam_options(config_.schedule.lr, config_.adam)), methods_(config_.methods, Model::shape.n_layer),
-          plan_(Model::shape.n_layer, Model::shape.n_head, model.layout().entries.size()) {
+        requires std::same_as<Comm, SingleProcess>
+    Trainer(Model& model, const Data& data, TrainerConfig config) : Trainer(model, data, std::move(config), single_process_) {}
+    // Data-parallel: this process is comm.rank() of comm.size(); the communicator outlives the
+    // trainer. Every rank makes its model with the same seed and its trainer with the same config.
+    template <class Data>
+    Trainer(Model& model, const Data& data, TrainerConfig config, Comm& comm)
+        : model_(model), comm_(&comm), config_(with_threads(resolved(std::move(config)))),
+          task_(make_task(model, data, config_, comm)), adam_(model, adam_options(config_.schedule.lr, config_.adam)),
+          methods_(config_.methods, Model::shape.n_layer), plan_(Model::shape.n_layer, Model::shape.n_head, model.layout().entries.size()) {
         if (!config_.checkpoint_dir.empty()) {
             std::error_code ec;
             std::filesystem::create_directories(config_.checkpoint_dir, ec);
             require(!ec, "cannot create the checkpoint directory '", config_.checkpoint_dir.string(), "': ", ec.message());
         }
         if (config_.resume) resume();
-        if (!config_.metrics_file.empty()) {
+        if (!config_.metrics_file.empty() && writer()) {
             metrics_.open(config_.metrics_file, std::ios::app);
             require(metrics_.good(), "cannot open metrics file '", config_.metrics_file.string(), "'");
         }
+        check_replicas("at the start");
     }
     template <class Data>
     Trainer(Model&, const Data&&, TrainerConfig) = delete;   // a temporary would dangle: keep the data alive
+    template <class Data>
+    Trainer(Model&, const Data&&, TrainerConfig, Comm&) = delete;
 
     const TrainState& state() const { return state_; }
     // The checkpoint a resumed run continued from and the newer ones it skipped (run() logs them).
@@ -192,6 +210,8 @@ public:
         return task_.memories();
     }
     bool done() const { return state_.step >= config_.max_step; }
+    int rank() const { return comm_->rank(); }
+    int ranks() const { return comm_->size(); }
     std::string metric_name() const { return task_.metric_name(); }
     double metric(double loss) const { return task_.metric(loss); }
 
@@ -211,6 +231,10 @@ public:
         opt.head_maps = plan_.head_maps();
         double loss_sum = 0;
         for (int c = 0; c < task_.chunks(); ++c) loss_sum += task_.forward_backward(c, opt).sum;
+        if (comm_->size() > 1) {   // every rank's gradient and loss: the whole batch's
+            comm_->allreduce(model_.gradients(), ReduceOp::sum);
+            comm_->allreduce(std::span<double>(&loss_sum, 1), ReduceOp::sum);
+        }
         // A non-finite loss stops the run before the update; a non-finite gradient norm right
         // after it. Either way no checkpoint follows: the last one on disk stays the newest.
         if (!std::isfinite(loss_sum)) stop_non_finite("loss", loss_sum);
@@ -218,6 +242,7 @@ public:
         if (!std::isfinite(norm)) stop_non_finite("gradient norm", norm);
         ++state_.step;
         ++state_.segment;
+        if (config_.check_replicas_every > 0 && state_.step % config_.check_replicas_every == 0) check_replicas("after the step");
         StepReport r;
         r.phase = state_.phase;
         for (int l = 0; l < Model::shape.n_layer && l < 64; ++l) {
@@ -234,15 +259,17 @@ public:
         return r;
     }
 
-    EvalResult evaluate_valid() { return task_.evaluate(Split::valid); }
-    EvalResult evaluate_test() { return task_.evaluate(Split::test); }
+    EvalResult evaluate_valid() { return reduced(task_.evaluate(Split::valid)); }
+    EvalResult evaluate_test() { return reduced(task_.evaluate(Split::test)); }
 
     // The whole run: steps with a progress line per log interval, validation and checkpoint
     // per eval interval, then final validation and test. stop_at > 0 pauses the run after that
     // many steps (no final test): a Trainer with `resume` continues it bit-identically. With
     // checkpoint_on_signal, a SIGTERM or SIGINT stops it at the next step boundary with a
     // checkpoint (stop_signal() says which arrived).
-    void run(std::ostream& log, long long stop_at = 0) {
+    void run(std::ostream& log_to, long long stop_at = 0) {
+        std::ostream quiet(nullptr);   // ranks other than 0 write nothing (their errors still throw)
+        std::ostream& log = writer() ? log_to : quiet;
         log_resume(log);
         stop_signal_ = 0;
         detail::StopSignalWatch signals(config_.checkpoint_on_signal);
@@ -250,7 +277,7 @@ public:
         long long window_skipped = 0;
         long long window_tokens = 0, window_steps = 0, timed_steps = 0;
         while (!done() && (stop_at <= 0 || state_.step < stop_at)) {
-            if (const int sig = signals.take()) {
+            if (const int sig = agreed_signal(signals.take())) {
                 stop_for_signal(log, sig);
                 return;
             }
@@ -359,8 +386,79 @@ public:
     }
 
     // Writes ckpt_<step>.safetensors (and best.safetensors), then keeps the newest K: a write
-    // that fails (a full disk) throws before any older checkpoint is removed.
+    // that fails (a full disk) throws before any older checkpoint is removed. Data-parallel: every
+    // rank calls it; the memories are gathered, rank 0 writes, and a failed write stops every rank.
     void save(bool best) {
+        if constexpr (requires(Task& t, Comm& c) { t.gather_state(c); })
+            if (comm_->size() > 1) task_.gather_state(*comm_);
+        std::string failure;
+        try {
+            if (writer()) write_checkpoints(best);
+        } catch (const Error& e) {
+            if (comm_->size() == 1) throw;
+            failure = e.what();
+        }
+        if (comm_->size() == 1) return;
+        std::byte written{failure.empty() ? std::uint8_t{1} : std::uint8_t{0}};
+        comm_->broadcast(std::span<std::byte>(&written, 1), 0);
+        if (!failure.empty()) throw Error(failure);
+        require(written == std::byte{1}, "step ", state_.step, ": rank 0 could not write the checkpoint (its message says why)");
+    }
+
+private:
+    // Rank 0 writes the log, the metrics and the checkpoints.
+    bool writer() const { return comm_->rank() == 0; }
+
+    template <class Data>
+    static Task make_task(Model& model, const Data& data, const TrainerConfig& c, const Comm& comm) {
+        require(comm.size() == 1 || Model::gradients_on_host, "data-parallel training over this communicator needs the model's "
+                "gradients in host memory (the CPU model); ", comm.size(), " ranks were given");
+        if constexpr (std::constructible_from<Task, Model&, const Data&, const TrainerConfig&, RankSlice>) {
+            return Task(model, data, c, RankSlice{comm.rank(), comm.size()});
+        } else {
+            require(comm.size() == 1, "data-parallel training: this task does not split its batches across ranks (", comm.size(),
+                    " ranks were given)");
+            return Task(model, data, c);
+        }
+    }
+
+    // Every rank's evaluation sums and token counts, added up (one process: as it is).
+    EvalResult reduced(EvalResult e) {
+        if (comm_->size() == 1) return e;
+        double v[2] = {e.sum, static_cast<double>(e.tokens)};
+        comm_->allreduce(std::span<double>(v), ReduceOp::sum);
+        return {v[1] > 0 ? v[0] / v[1] : 0.0, static_cast<std::int64_t>(v[1]), v[0]};
+    }
+
+    // A stop signal that reached any rank stops every rank at the same step boundary.
+    int agreed_signal(int sig) {
+        if (comm_->size() == 1 || !config_.checkpoint_on_signal) return sig;
+        double any = sig != 0 ? 1.0 : 0.0;
+        comm_->allreduce(std::span<double>(&any, 1), ReduceOp::sum);
+        return any > 0 ? (sig != 0 ? sig : SIGTERM) : 0;
+    }
+
+    // The replicas hold the same parameters and Adam moments, to the bit: a checksum of each
+    // against rank 0's. A difference is a bug (or a rank that resumed from another file).
+    void check_replicas(const char* when) {
+        if (comm_->size() == 1) return;
+        const auto bytes_of = [](auto span) { return std::as_bytes(std::span<const T>(span.data(), span.size())); };
+        std::uint64_t sums[2] = {fnv1a(bytes_of(model_.parameters())),
+                                 fnv1a(bytes_of(adam_.first_moment())) ^ (fnv1a(bytes_of(adam_.second_moment())) * 31)};
+        std::uint64_t root[2] = {sums[0], sums[1]};
+        comm_->broadcast(std::as_writable_bytes(std::span<std::uint64_t>(root)), 0);
+        double differ = (sums[0] != root[0] || sums[1] != root[1]) ? 1.0 : 0.0;
+        comm_->allreduce(std::span<double>(&differ, 1), ReduceOp::sum);
+        require(differ == 0, "step ", state_.step, " (", when, "): the parameters or Adam moments of ", differ,
+                " rank(s) differ from rank 0's: the replicas are no longer the same model");
+    }
+    static std::uint64_t fnv1a(std::span<const std::byte> bytes) {
+        std::uint64_t h = 0xcbf29ce484222325ull;
+        for (const std::byte b : bytes) h = (h ^ static_cast<std::uint64_t>(b)) * 0x100000001b3ull;
+        return h;
+    }
+
+    void write_checkpoints(bool best) {
         flush_metrics();
         state_.metrics_offset = 0;
         if (metrics_.is_open()) {
@@ -391,7 +489,6 @@ public:
         }
     }
 
-private:
     // The thread count applies before the task plans the model's workspace, which is sized for
     // the threads that will run it.
     [[noreturn]] void stop_non_finite(const char* what, double value) const {
@@ -462,8 +559,17 @@ private:
         }
         require(!resume_report_.from.empty(), "resume: no checkpoint in '", config_.checkpoint_dir.string(),
                 "' can be used; tried, newest first:", skipped_list());
+        // Every rank continues from the same checkpoint.
+        if (comm_->size() > 1) {
+            long long root_step = state_.step;
+            comm_->broadcast(std::as_writable_bytes(std::span<long long>(&root_step, 1)), 0);
+            double differ = root_step != state_.step ? 1.0 : 0.0;
+            comm_->allreduce(std::span<double>(&differ, 1), ReduceOp::sum);
+            require(differ == 0, "resume: the ranks found different checkpoints (this rank's is at step ", state_.step,
+                    ", rank 0's at step ", root_step, "): every rank must see the same checkpoint directory");
+        }
         // Metrics written after the checkpoint belong to the interrupted run: drop them.
-        if (!config_.metrics_file.empty()) {
+        if (!config_.metrics_file.empty() && writer()) {
             std::error_code ec;
             const auto size = std::filesystem::file_size(config_.metrics_file, ec);
             if (!ec && size > static_cast<std::uintmax_t>(state_.metrics_offset)) {
@@ -561,6 +667,8 @@ private:
     }
 
     Model& model_;
+    SingleProcess single_process_;   // the communicator of a one-process trainer
+    Comm* comm_;
     TrainerConfig config_;
     Task task_;
     Optimizer adam_;
@@ -575,5 +683,7 @@ private:
 
 template <class Model, class Data>
 Trainer(Model&, const Data&, TrainerConfig) -> Trainer<Model>;
+template <class Model, class Data, Communicator Comm>
+Trainer(Model&, const Data&, TrainerConfig, Comm&) -> Trainer<Model, LanguageModelTask<Model>, Comm>;
 
 } // namespace memtx

@@ -45,6 +45,10 @@ struct TrainerConfig {
     MethodsConfig methods;
     bool reach = false;           // report attention reach per layer on the validation split at the end
     int threads = 0;              // OpenMP threads for the run; 0: leave OpenMP's setting (OMP_NUM_THREADS)
+    // Data-parallel runs: compare every rank's parameters and Adam moments with rank 0's (a
+    // checksum) every this many steps; 0: only when the trainer starts. A debugging aid: it reads
+    // every parameter.
+    int check_replicas_every = 0;
 };
 
 inline void validate(const TrainerConfig& c) {
@@ -63,6 +67,8 @@ inline void validate(const TrainerConfig& c) {
     require_setting(!c.checkpoint_on_signal || !c.checkpoint_dir.empty(), w, "checkpoint_on_signal", "needs a checkpoint_dir");
     require_setting(!(c.same_length && c.mem_len == 0), w, "same_length", "needs mem_len > 0");
     require_setting(c.threads >= 0, w, "threads", "must be >= 0 (0: OpenMP's default), got ", c.threads);
+    require_setting(c.check_replicas_every >= 0, w, "check_replicas_every", "must be >= 0 (0: at the start only), got ",
+                    c.check_replicas_every);
     require_setting(c.schedule.max_step == 0 || c.schedule.max_step == c.max_step, w, "schedule.max_step", "is ",
                     c.schedule.max_step, " but TrainerConfig.max_step is ", c.max_step,
                     ": the cosine must end with the run (leave schedule.max_step 0 for the training length)");
