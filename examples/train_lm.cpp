@@ -154,7 +154,14 @@ int main(int argc, char** argv) {
                    "under mpirun: compare every rank's parameters and Adam moments with rank 0's every this many steps "
                    "(0: once, at the start)")
         ->check(CLI::Range(0, 1 << 30));
+    double bucket_mb = static_cast<double>(t.reduce_bucket_bytes) / (1 << 20);
+    app.add_option("--reduce-bucket-mb", bucket_mb,
+                   "under mpirun: sum the gradients across ranks in buckets of this many MiB, each started as the backward "
+                   "finishes it (0: one sum after the backward)")
+        ->capture_default_str()
+        ->check(CLI::Range(0.0, 1e6));
     CLI11_PARSE(app, argc, argv);
+    t.reduce_bucket_bytes = static_cast<std::size_t>(bucket_mb * (1 << 20));
 
     // Under mpirun (or another MPI launcher): data-parallel, each rank a slice of every batch.
 #ifdef MEMTX_EXAMPLES_MPI

@@ -39,6 +39,24 @@ TEMPLATE_TEST_CASE("MPI allreduce: the sum and the average of every rank's buffe
     comm.allreduce(std::span<TestType>(empty), memtx::ReduceOp::sum);   // nothing to do, no hang
 }
 
+TEMPLATE_TEST_CASE("MPI sums started now and finished later: each piece its sum, more pieces than fly at once", "[mpi]", float,
+                   double) {
+    memtx::MpiCommunicator comm;
+    const int n_ranks = comm.size();
+    const std::size_t n = 2000;
+    auto x = values_of<TestType>(comm.rank(), n);
+    // 200 pieces of 10 (more than the 64 in flight), started from the top down as buckets are
+    for (std::size_t at = n; at > 0; at -= 10) {
+        comm.start_sum(std::span<TestType>(x).subspan(at - 10, 10));
+        comm.progress();
+    }
+    comm.finish_sums();
+    comm.finish_sums();   // nothing pending: returns
+    const TestType rank_sum = static_cast<TestType>(n_ranks * (n_ranks + 1) / 2);
+    for (std::size_t i = 0; i < n; ++i)
+        REQUIRE(x[i] == rank_sum + static_cast<TestType>(n_ranks) * static_cast<TestType>(i) / TestType(8));
+}
+
 TEST_CASE("MPI broadcast: the root's bytes reach every rank, from any root", "[mpi]") {
     memtx::MpiCommunicator comm;
     for (int root = 0; root < comm.size(); ++root) {

@@ -27,6 +27,11 @@ public:
     void broadcast(std::span<std::byte> bytes, int root) { self_->broadcast(bytes, root); }
     void allgather(std::span<const std::byte> mine, std::span<std::byte> all) { self_->allgather(mine, all); }
     void barrier() { self_->barrier(); }
+    // (a communicator that cannot sum while the caller computes sums at once)
+    void start_sum(std::span<float> x) { self_->start_sum(x); }
+    void start_sum(std::span<double> x) { self_->start_sum(x); }
+    void progress() { self_->progress(); }
+    void finish_sums() { self_->finish_sums(); }
 
 private:
     struct Interface {
@@ -38,6 +43,10 @@ private:
         virtual void broadcast(std::span<std::byte>, int) = 0;
         virtual void allgather(std::span<const std::byte>, std::span<std::byte>) = 0;
         virtual void barrier() = 0;
+        virtual void start_sum(std::span<float>) = 0;
+        virtual void start_sum(std::span<double>) = 0;
+        virtual void progress() = 0;
+        virtual void finish_sums() = 0;
     };
     template <class C>
     struct Held final : Interface {
@@ -49,12 +58,25 @@ private:
         void broadcast(std::span<std::byte> b, int root) override { comm.broadcast(b, root); }
         void allgather(std::span<const std::byte> mine, std::span<std::byte> all) override { comm.allgather(mine, all); }
         void barrier() override { comm.barrier(); }
+        void start_sum(std::span<float> x) override { sum(x); }
+        void start_sum(std::span<double> x) override { sum(x); }
+        void progress() override {
+            if constexpr (OverlappingCommunicator<C>) comm.progress();
+        }
+        void finish_sums() override {
+            if constexpr (OverlappingCommunicator<C>) comm.finish_sums();
+        }
+        template <class T>
+        void sum(std::span<T> x) {
+            if constexpr (OverlappingCommunicator<C>) comm.start_sum(x);
+            else comm.allreduce(x, ReduceOp::sum);
+        }
         C& comm;
     };
 
     SingleProcess single_;
     std::unique_ptr<Interface> self_;
 };
-static_assert(Communicator<AnyCommunicator>);
+static_assert(OverlappingCommunicator<AnyCommunicator>);
 
 } // namespace memtx

@@ -30,4 +30,17 @@ concept Communicator = requires(C& c, const C& cc, std::span<float> f, std::span
     c.barrier();
 };
 
+// A communicator that can also sum while the caller computes: start_sum begins an in-place sum
+// over ranks (the buffer is not to be read or written until finish_sums returns), progress lets
+// the transport move data (MPI moves a non-blocking collective only inside MPI calls), and
+// finish_sums waits for every started sum. The Trainer reduces gradients this way, in buckets,
+// as the backward pass finishes them; a communicator without it reduces after the backward.
+template <class C>
+concept OverlappingCommunicator = Communicator<C> && requires(C& c, std::span<float> f, std::span<double> d) {
+    c.start_sum(f);
+    c.start_sum(d);
+    c.progress();
+    c.finish_sums();
+};
+
 } // namespace memtx

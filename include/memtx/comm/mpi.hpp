@@ -135,10 +135,38 @@ public:
 
     void barrier() { detail::mpi_check(MPI_Barrier(comm_), "MPI_Barrier"); }
 
+    // Non-blocking sums (MPI_Iallreduce), at most kMaxPendingSums pieces in flight: one more
+    // first waits for those (no allocation, however many buckets a step has).
+    template <class T>
+        requires std::is_same_v<T, float> || std::is_same_v<T, double>
+    void start_sum(std::span<T> x) {
+        for (std::size_t at = 0; at < x.size(); at += detail::kMpiChunk) {
+            if (n_pending_ == kMaxPendingSums) finish_sums();
+            const int n = static_cast<int>(std::min(detail::kMpiChunk, x.size() - at));
+            detail::mpi_check(MPI_Iallreduce(MPI_IN_PLACE, x.data() + at, n, detail::mpi_type<T>(), MPI_SUM, comm_, &pending_[n_pending_]),
+                              "MPI_Iallreduce");
+            ++n_pending_;
+        }
+    }
+    void progress() {
+        if (n_pending_ == 0) return;
+        int done = 0;
+        detail::mpi_check(MPI_Testall(n_pending_, pending_, &done, MPI_STATUSES_IGNORE), "MPI_Testall");
+    }
+    void finish_sums() {
+        if (n_pending_ == 0) return;
+        const int n = n_pending_;
+        n_pending_ = 0;
+        detail::mpi_check(MPI_Waitall(n, pending_, MPI_STATUSES_IGNORE), "MPI_Waitall");
+    }
+
 private:
+    static constexpr int kMaxPendingSums = 64;
     MPI_Comm comm_ = MPI_COMM_NULL;
     int rank_ = 0, size_ = 1;
+    MPI_Request pending_[kMaxPendingSums] = {};
+    int n_pending_ = 0;
 };
-static_assert(Communicator<MpiCommunicator>);
+static_assert(OverlappingCommunicator<MpiCommunicator>);
 
 } // namespace memtx

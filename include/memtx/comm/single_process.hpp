@@ -24,7 +24,11 @@ public:
         std::copy(mine.begin(), mine.end(), all.begin());
     }
     void barrier() {}
+    template <class T>
+    void start_sum(std::span<T>) {}
+    void progress() {}
+    void finish_sums() {}
 };
-static_assert(Communicator<SingleProcess>);
+static_assert(OverlappingCommunicator<SingleProcess>);
 
 } // namespace memtx

@@ -9,6 +9,7 @@
 // Backend Cpu (T float or double) is defined by memtx.hpp, Cuda (T float or cuda::bf16: mixed
 // precision) by cuda.hpp; any backend tag with a DeviceOf specialisation works the same way.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -69,7 +70,11 @@ public:
             shared_rw = layout_.add("r_w_bias", {S.n_head, S.d_head}, ParamEntry::Init::normal);
             shared_rr = layout_.add("r_r_bias", {S.n_head, S.d_head}, ParamEntry::Init::normal);
         }
-        for (int l = 0; l < S.n_layer; ++l) layers_.push_back(nn::DecoderLayerParams::declare(layout_, S, l, shared_rw, shared_rr));
+        for (int l = 0; l < S.n_layer; ++l) {
+            layer_begin_[static_cast<std::size_t>(l)] = layout_.total;
+            layers_.push_back(nn::DecoderLayerParams::declare(layout_, S, l, shared_rw, shared_rr));
+        }
+        head_begin_ = layout_.total;
         head_ = nn::LmHead::declare(layout_, S, word_emb_);
         params_.resize(layout_.total);
         grads_.resize(layout_.total);
@@ -96,6 +101,16 @@ public:
     void refresh_weights() {
         if constexpr (kMixed) dev_.convert(weights_.data(), params_.data(), layout_.total);
     }
+    // Told during backward() that the gradients at offsets >= from are final for this backward:
+    // the head's (laid out last), then each layer's from the top down (the layers lie in order
+    // below the head), then, with from = 0, the embedding and the shared biases, which every
+    // layer adds to. A data-parallel trainer starts reducing them while the backward goes on.
+    struct GradientsFinal {
+        void (*notify)(void* context, std::size_t from) = nullptr;
+        void* context = nullptr;
+    };
+    void on_gradients_final(GradientsFinal hook) { gradients_final_ = hook; }
+
     // Host copies (checkpoints and tests use every device alike).
     void get_parameters(std::span<Scalar> host) const { download_checked(host, params_.data(), "get_parameters"); }
     void get_gradients(std::span<Scalar> host) const { download_checked(host, grads_.data(), "get_gradients"); }
@@ -225,13 +240,17 @@ public:
         Scalar* g = grads_.data();
 
         head_.backward(dev_, dh_a_, g, head_saved_, out_in_, weights(), tokens_ + N, N, opt.loss_scale / N);
+        gradients_final(head_begin_);
         dev_.dropout(dh_a_, N, D, stream(RandomPurpose::dropout_output, opt), row0 * D, p_drop);
 
         Act* d_out = dh_a_;
         Act* d_in = dh_b_;
         for (int l = S.n_layer - 1; l >= 0; --l) {
             const auto li = static_cast<std::size_t>(l);
-            if (skipped(opt, l)) continue;   // identity: the gradient passes through unchanged
+            if (skipped(opt, l)) {   // identity: the gradient passes through unchanged
+                gradients_final(layer_begin_[li]);
+                continue;
+            }
             build_position_table(dims_[li], p_drop, opt);
             if (recompute_r_ && l != r_layer_) {   // the shared r holds another layer's r
                 nn::linear_forward(dev_, saved_[li].r, R_, weights() + layers_[li].r_w, static_cast<const Scalar*>(nullptr),
@@ -240,11 +259,13 @@ public:
             }
             nn::decoder_layer_backward(dev_, dims_[li], layer_weights(l), layers_[li].grads(g), saved_[li], hid_[li], R_, d_out,
                                        d_in, layer_random(l, opt), device_head_map(opt, l), scratch_);
+            gradients_final(layer_begin_[li]);
             std::swap(d_out, d_in);
         }
         // embedding: d emb[x] += dropout'(dh0) * sqrt(D)
         dev_.dropout(d_out, N, D, stream(RandomPurpose::dropout_embedding, opt), row0 * D, p_drop);
         dev_.embedding_backward(g + word_emb_, d_out, tokens_, N, S.vocab, D, std::sqrt(double(D)));
+        gradients_final(0);
     }
 
     // One training segment: forward, loss, backward (gradients accumulate), memory update.
@@ -468,6 +489,9 @@ private:
     const int* device_head_map(const StepOptions& opt, int l) const {
         return host_head_map(opt, l) ? head_maps_ + static_cast<std::size_t>(l) * S.n_head : nullptr;
     }
+    void gradients_final(std::size_t from) {
+        if (gradients_final_.notify != nullptr) gradients_final_.notify(gradients_final_.context, from);
+    }
     static bool skipped(const StepOptions& opt, int l) { return !opt.skip.empty() && opt.skip[static_cast<std::size_t>(l)]; }
 
     template <class U>
@@ -478,6 +502,9 @@ private:
     ParamLayout layout_;
     std::size_t word_emb_ = 0;
     std::vector<nn::DecoderLayerParams> layers_;
+    std::array<std::size_t, S.n_layer> layer_begin_{};   // where each layer's parameters start
+    std::size_t head_begin_ = 0;                         // and the head's (the last)
+    GradientsFinal gradients_final_{};
     nn::LmHead head_;
     Buffer<Scalar> params_, grads_;
     Buffer<Act> weights_;   // mixed precision: the products' copy of params_

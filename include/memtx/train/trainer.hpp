@@ -32,7 +32,9 @@
 #include <ostream>
 #include <string>
 #include <system_error>
+#include <type_traits>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -46,6 +48,7 @@
 #include "memtx/stochastic/methods.hpp"
 #include "memtx/train/adam.hpp"
 #include "memtx/train/attention_reach.hpp"
+#include "memtx/train/gradient_buckets.hpp"
 #include "memtx/train/lm_task.hpp"
 #include "memtx/train/schedule.hpp"
 #include "memtx/train/task.hpp"
@@ -58,6 +61,8 @@ struct StepReport {
     double lr = 0, loss = 0, grad_norm = 0;
     double ms = 0;        // wall time of this step
     long long tokens = 0;
+    int reduce_buckets = 0;   // data-parallel: gradient sums started during the backward (0: one after it)
+    double reduce_ms = 0;     // data-parallel: wall time in the gradient sum's calls (exposed, not hidden)
     int phase = 1;
     std::uint64_t skipped = 0;      // bit l: layer l skipped (first 64 layers)
     std::uint64_t cross_head = 0;   // bit l: layer l ran with its heads permuted (never a skipped layer)
@@ -177,7 +182,8 @@ public:
     Trainer(Model& model, const Data& data, TrainerConfig config, Comm& comm)
         : model_(model), comm_(&comm), config_(with_threads(resolved(std::move(config)))),
           task_(make_task(model, data, config_, comm)), adam_(model, adam_options(config_.schedule.lr, config_.adam)),
-          methods_(config_.methods, Model::shape.n_layer), plan_(Model::shape.n_layer, Model::shape.n_head, model.layout().entries.size()) {
+          methods_(config_.methods, Model::shape.n_layer), plan_(Model::shape.n_layer, Model::shape.n_head, model.layout().entries.size()),
+          buckets_(make_buckets(comm, config_)) {
         if (!config_.checkpoint_dir.empty()) {
             std::error_code ec;
             std::filesystem::create_directories(config_.checkpoint_dir, ec);
@@ -230,9 +236,21 @@ public:
         opt.skip = plan_.skip();
         opt.head_maps = plan_.head_maps();
         double loss_sum = 0;
-        for (int c = 0; c < task_.chunks(); ++c) loss_sum += task_.forward_backward(c, opt).sum;
+        const bool overlap = overlaps_reduction();
+        for (int c = 0; c < task_.chunks(); ++c) {
+            if (overlap && c == task_.chunks() - 1) start_buckets();   // the last backward finishes each gradient
+            loss_sum += task_.forward_backward(c, opt).sum;
+        }
+        double reduce_ms = 0;
         if (comm_->size() > 1) {   // every rank's gradient and loss: the whole batch's
-            comm_->allreduce(model_.gradients(), ReduceOp::sum);
+            if (overlap) {
+                finish_buckets();
+                reduce_ms = buckets_ms();
+            } else {
+                const auto r0 = std::chrono::steady_clock::now();
+                comm_->allreduce(model_.gradients(), ReduceOp::sum);
+                reduce_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - r0).count();
+            }
             comm_->allreduce(std::span<double>(&loss_sum, 1), ReduceOp::sum);
         }
         // A non-finite loss stops the run before the update; a non-finite gradient norm right
@@ -255,6 +273,8 @@ public:
         r.loss = loss_sum / static_cast<double>(n);
         r.grad_norm = norm;
         r.tokens = n;
+        r.reduce_buckets = overlap ? buckets_count() : 0;
+        r.reduce_ms = reduce_ms;
         r.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
         return r;
     }
@@ -408,6 +428,37 @@ public:
 private:
     // Rank 0 writes the log, the metrics and the checkpoints.
     bool writer() const { return comm_->rank() == 0; }
+
+    // Gradients reduced in buckets during the backward: more than one rank, a communicator that
+    // can sum while the step computes, a model that says which gradients are final, buckets on.
+    static constexpr bool kCanOverlap =
+        OverlappingCommunicator<Comm> && requires(Model& m, typename Model::GradientsFinal h) { m.on_gradients_final(h); };
+    using Buckets = std::conditional_t<kCanOverlap, GradientBuckets<T, Comm>, std::monostate>;
+    static Buckets make_buckets(Comm& comm, const TrainerConfig& c) {
+        if constexpr (kCanOverlap) return Buckets(comm, c.reduce_bucket_bytes);
+        else return {};
+    }
+    bool overlaps_reduction() const { return kCanOverlap && comm_->size() > 1 && config_.reduce_bucket_bytes > 0; }
+    void start_buckets() {
+        if constexpr (kCanOverlap) {
+            buckets_.begin(model_.gradients());
+            model_.on_gradients_final({&Buckets::notify, &buckets_});
+        }
+    }
+    double buckets_ms() const {
+        if constexpr (kCanOverlap) return buckets_.comm_ms();
+        else return 0;
+    }
+    int buckets_count() const {
+        if constexpr (kCanOverlap) return buckets_.buckets();
+        else return 0;
+    }
+    void finish_buckets() {
+        if constexpr (kCanOverlap) {
+            model_.on_gradients_final({});
+            buckets_.finish();
+        }
+    }
 
     template <class Data>
     static Task make_task(Model& model, const Data& data, const TrainerConfig& c, const Comm& comm) {
@@ -674,6 +725,7 @@ private:
     Optimizer adam_;
     Methods methods_;
     StepPlan plan_;
+    Buckets buckets_;
     TrainState state_;
     std::ofstream metrics_;
     ResumeReport resume_report_;

@@ -2,6 +2,7 @@
 // The Trainer's configuration: the loop's own settings (steps, logging, validation, schedule,
 // optimizer, checkpoints, stochastic methods) and the language-modelling task's (segments,
 // memory, batch chunks, evaluation).
+#include <cstddef>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -49,6 +50,10 @@ struct TrainerConfig {
     // checksum) every this many steps; 0: only when the trainer starts. A debugging aid: it reads
     // every parameter.
     int check_replicas_every = 0;
+    // Data-parallel runs: gradients are summed across ranks in buckets of at least this many
+    // bytes, each started as soon as the backward pass has finished it, so the sums run while the
+    // lower layers compute; 0: one sum of every gradient after the backward.
+    std::size_t reduce_bucket_bytes = std::size_t{8} << 20;
 };
 
 inline void validate(const TrainerConfig& c) {
